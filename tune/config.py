@@ -1,0 +1,116 @@
+"""The typed study config of ``tune/lora_search.py``: YAML plus ``key=value`` overrides.
+
+A wrong key or value fails before anything starts, with a message that names the key and,
+for choices, the allowed values.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from data_pipeline.config import DataConfig
+from train.config import TrainConfig
+from train.tiny_llama import TinyLlamaConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "lora_search.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbeddedWorld(Strict):
+    """The no-download default: synthetic tasks and a tiny Llama pretrained here."""
+
+    seed: int = 0
+    eval_per_family: PositiveInt = 4
+    n_instructions: PositiveInt = 2400
+    model: TinyLlamaConfig = TinyLlamaConfig()
+
+
+class BenchmarkConfig(Strict):
+    problems: str | None = None  # HumanEval-format JSONL; None: the embedded problems (or real HumanEval)
+    prompt_style: Literal["instruct", "completion"] = "instruct"
+    max_new_tokens: PositiveInt = 64
+    generation_batch_size: PositiveInt = 32
+
+
+class SandboxConfig(Strict):
+    workers: PositiveInt = 2
+    timeout_s: float = Field(3.0, gt=0)
+    cpus_per_worker: float = Field(0.25, ge=0)
+
+
+class SearchSpace(Strict):
+    """Each list is a ``tune.choice``; one value fixes the hyperparameter."""
+
+    lora_rank: list[PositiveInt] = [4, 16]
+    lora_alpha: list[float] = [16.0, 32.0]
+    learning_rate: list[float] = [1e-3, 3e-3]
+    train_size: list[PositiveInt] = [1000, 2000]
+
+
+class SearchConfig(Strict):
+    num_samples: PositiveInt = 4
+    space: SearchSpace = SearchSpace()
+    metric: Literal["pass_at_1", "validation_loss"] = "pass_at_1"
+    scheduler: Literal["asha", "fifo"] = "asha"
+    grace_period_steps: PositiveInt = 100
+    max_concurrent_trials: PositiveInt = 1
+    seed: int = 0
+
+
+class StudyConfig(Strict):
+    experiment: str = "lora_search"
+    embedded: EmbeddedWorld | None = EmbeddedWorld()
+    data: DataConfig | None = None  # required when ``embedded`` is null
+    benchmark: BenchmarkConfig = BenchmarkConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    train: TrainConfig = TrainConfig()
+    search: SearchConfig = SearchConfig()
+    storage_path: str = "outputs/ray_results"
+    cache_dir: str = ".cache"
+    mlflow_tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """``a.b=value`` sets ``raw["a"]["b"]``; values are parsed as YAML (``3e-4``, ``[4, 8]``, ``null``)."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {override!r} is not of the form key=value")
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {override!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] = ()) -> StudyConfig:
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        config = StudyConfig.model_validate(apply_overrides(raw, list(overrides)))
+    except ValidationError as error:
+        raise ConfigError(f"invalid config {path}:\n{_describe(error)}") from None
+    if config.embedded is None and (config.data is None or not config.data.path or not config.train.model):
+        raise ConfigError(f"invalid config {path}: with embedded: null, set data.path and train.model")
+    return config
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"])
+        message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
+        lines.append(f"  {key}: {message} (got {problem.get('input')!r})")
+    return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""LoRA search: Ray Tune over LoRA rank, alpha, learning rate and training-set size.
+
+    python tune/lora_search.py [--config configs/lora_search.yaml] [key=value ...]
+
+Each trial is one Ray Train run (``train.lora_finetune``) on a nested subset of the cleaned
+instruction data, scored during training by pass@1 on the benchmark in the sandbox; ASHA stops
+weak trials early. The base model is scored the same way first. Everything goes to MLflow under
+one parent run; an interrupted study resumes from its Tune state without redoing finished trials.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import mlflow
+import ray
+import ray.train
+import ray.tune
+from ray.train.torch import TorchConfig, TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import BasicVariantGenerator
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from data_pipeline.prepare import load_split, load_training_subset
+from data_pipeline.templates import tokenize_dataset
+from eval.pool import SandboxPool
+from eval.sandbox import SandboxLimits
+from train.config import TrainConfig
+from train.lora_finetune import train_loop_per_worker
+from tune.config import DEFAULT_CONFIG, StudyConfig, load_config
+from tune.evaluation import PassAtOneEvaluator
+from tune.study_inputs import StudyInputs, prepare_study_inputs
+from tune.tracking import TrialTracker, log_base_model, start_study_run, tracking_uri
+
+TABLE_COLUMNS = ("trial", "lora_rank", "lora_alpha", "learning_rate", "train_size", "step",
+                 "validation_loss", "pass_at_1")
+
+
+def trial_train_config(study: StudyConfig, model: str, hyperparameters: dict) -> TrainConfig:
+    lora = study.train.lora.model_copy(update={"rank": hyperparameters["lora_rank"],
+                                               "alpha": hyperparameters["lora_alpha"]})
+    return study.train.model_copy(update={"model": model, "lora": lora,
+                                          "learning_rate": hyperparameters["learning_rate"]})
+
+
+def run_trial(hyperparameters: dict, study: StudyConfig, inputs: StudyInputs, evaluator: PassAtOneEvaluator):
+    """One trial: tokenize its training subset, then one distributed Ray Train run."""
+    train_config = trial_train_config(study, inputs.model, hyperparameters)
+    tokenizer = AutoTokenizer.from_pretrained(inputs.model)
+    max_seq_len = inputs.max_seq_len
+    # Materialized before training starts, while the CPUs are not yet taken by the workers.
+    datasets = {
+        "train": tokenize_dataset(load_training_subset(inputs.data.train_path, hyperparameters["train_size"]),
+                                  tokenizer, max_seq_len).materialize(),
+        "validation": tokenize_dataset(load_split(inputs.data.validation_path), tokenizer, max_seq_len).materialize(),
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"train": train_config.model_dump(), "evaluate": evaluator},
+        scaling_config=ray.train.ScalingConfig(num_workers=train_config.num_workers, use_gpu=train_config.use_gpu),
+        torch_config=TorchConfig(backend="nccl" if train_config.use_gpu else "gloo"),
+        datasets=datasets,
+        run_config=ray.train.RunConfig(
+            name=f"{study.experiment}-{ray.tune.get_context().get_trial_id()}",
+            storage_path=str(Path(study.storage_path).resolve()),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute=study.search.metric,
+                checkpoint_score_order="min" if study.search.metric == "validation_loss" else "max"),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    trainer.fit()
+
+
+def search_space(study: StudyConfig) -> dict:
+    return {name: ray.tune.choice(values) for name, values in study.search.space.model_dump().items()}
+
+
+def scheduler(study: StudyConfig):
+    if study.search.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="step", max_t=study.train.max_steps,
+                         grace_period=min(study.search.grace_period_steps, study.train.max_steps),
+                         reduction_factor=2)
+
+
+def build_tuner(study: StudyConfig, inputs: StudyInputs, evaluator: PassAtOneEvaluator,
+                tracker: TrialTracker) -> ray.tune.Tuner:
+    # A trial only drives its Ray Train run, whose workers hold the CPUs/GPUs. Tune refuses an
+    # all-zero request, so the trial asks for one megabyte of memory instead of a CPU.
+    trainable = ray.tune.with_resources(
+        ray.tune.with_parameters(run_trial, study=study, inputs=inputs, evaluator=evaluator),
+        {"CPU": 0, "memory": 2**20})
+    study_dir = Path(study.storage_path).resolve() / study.experiment
+    if ray.tune.Tuner.can_restore(str(study_dir)):
+        print(f"Resuming the study in {study_dir}: finished trials are not run again.")
+        return ray.tune.Tuner.restore(str(study_dir), trainable=trainable, resume_errored=True)
+    mode = "min" if study.search.metric == "validation_loss" else "max"
+    return ray.tune.Tuner(
+        trainable,
+        param_space=search_space(study),
+        tune_config=ray.tune.TuneConfig(
+            metric=study.search.metric, mode=mode, num_samples=study.search.num_samples,
+            scheduler=scheduler(study),
+            search_alg=BasicVariantGenerator(random_state=study.search.seed,
+                                             max_concurrent=study.search.max_concurrent_trials)),
+        run_config=ray.tune.RunConfig(name=study.experiment, storage_path=str(study_dir.parent),
+                                      callbacks=[tracker]),
+    )
+
+
+def evaluate_base_model(inputs: StudyInputs, evaluator: PassAtOneEvaluator) -> tuple[dict, list[dict]]:
+    tokenizer = AutoTokenizer.from_pretrained(inputs.model)
+    model = AutoModelForCausalLM.from_pretrained(inputs.model).eval()
+    return evaluator(model, tokenizer)
+
+
+def trial_table(results: ray.tune.ResultGrid, metric: str) -> list[dict]:
+    """One row per trial with its hyperparameters and best score, best first."""
+    rows = []
+    for result in results:
+        history = result.metrics_dataframe
+        if history is None or metric not in history:
+            continue
+        best = history.loc[history[metric].idxmax() if metric != "validation_loss" else history[metric].idxmin()]
+        rows.append({"trial": result.metrics["trial_id"], **result.config, "step": int(best["step"]), "validation_loss": float(best["validation_loss"]),
+                     "pass_at_1": float(best.get("pass_at_1", float("nan")))})
+    return sorted(rows, key=lambda row: row[metric], reverse=metric != "validation_loss")
+
+
+def format_table(rows: list[dict], base_pass_at_1: float) -> str:
+    lines = ["  ".join(f"{name:>15}" for name in TABLE_COLUMNS)]
+    for row in rows:
+        lines.append("  ".join(f"{row[name]:>15.4g}" if isinstance(row[name], float) else f"{row[name]:>15}"
+                               for name in TABLE_COLUMNS))
+    lines.append(f"base model pass_at_1 = {base_pass_at_1:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    parser.add_argument("overrides", nargs="*", help="key=value, e.g. train.max_steps=100")
+    args = parser.parse_args(argv)
+    study = load_config(args.config, args.overrides)
+
+    ray.init(ignore_reinit_error=True, log_to_driver=False)
+    inputs = prepare_study_inputs(study)
+    uri = tracking_uri(study.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    pool = SandboxPool(study.sandbox.workers, SandboxLimits(timeout_s=study.sandbox.timeout_s),
+                       num_cpus_per_worker=study.sandbox.cpus_per_worker)
+    evaluator = PassAtOneEvaluator(inputs.problems, pool, study.benchmark.prompt_style,
+                                   study.benchmark.max_new_tokens, study.benchmark.generation_batch_size)
+    study_dir = Path(study.storage_path).resolve() / study.experiment
+    with start_study_run(study.experiment, study_dir, {"model": inputs.model, "problems": len(inputs.problems),
+                                                       **inputs.data.stats}) as parent:
+        base_metrics, base_table = evaluate_base_model(inputs, evaluator)
+        log_base_model(parent.info.run_id, inputs.model, base_metrics, base_table)
+        mlflow.log_metric("base_pass_at_1", base_metrics["pass_at_1"])
+        tracker = TrialTracker(uri, study.experiment, parent.info.run_id, study.search.metric)
+        results = build_tuner(study, inputs, evaluator, tracker).fit()
+        if results.errors:
+            raise RuntimeError(f"{len(results.errors)} trial(s) failed; first error:\n{results.errors[0]}")
+        rows = trial_table(results, study.search.metric)
+        mlflow.log_dict(rows, "trials.json")
+        if rows:
+            mlflow.log_metric("best_pass_at_1", rows[0]["pass_at_1"])
+    print(format_table(rows, base_metrics["pass_at_1"]))
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

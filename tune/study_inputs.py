@@ -1,0 +1,39 @@
+"""Everything a study needs before its first trial: base model, cleaned data splits, problems.
+
+With ``embedded`` set, the synthetic world and the tiny Llama are built (once, then cached);
+otherwise the config names a Hugging Face model and an instruction dataset.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_pipeline.config import DataConfig
+from data_pipeline.prepare import PreparedData, prepare_instruction_data
+from data_pipeline.synthetic_tasks import write_embedded_world
+from eval.problems import load_problems
+from train.tiny_llama import ensure_tiny_llama
+from tune.config import StudyConfig
+
+
+@dataclass(frozen=True)
+class StudyInputs:
+    model: str
+    data: PreparedData
+    max_seq_len: int
+    problems: dict[str, dict]
+
+
+def prepare_study_inputs(config: StudyConfig) -> StudyInputs:
+    cache = Path(config.cache_dir).resolve()
+    if config.embedded is None:
+        model, data_config, problems_path = config.train.model, config.data, config.benchmark.problems
+    else:
+        world = write_embedded_world(str(cache / "embedded" / "world"), seed=config.embedded.seed,
+                                     eval_per_family=config.embedded.eval_per_family,
+                                     n_instructions=config.embedded.n_instructions)
+        model = ensure_tiny_llama(world["pretrain_corpus"], str(cache / "embedded" / "model"), config.embedded.model)
+        data_config = (config.data or DataConfig()).model_copy(update={"path": world["instructions"]})
+        problems_path = config.benchmark.problems or world["problems"]
+    data = prepare_instruction_data(data_config, str(cache / "prepared" / config.experiment))
+    return StudyInputs(model=model, data=data, max_seq_len=data_config.max_seq_len,
+                       problems=load_problems(problems_path))

@@ -1,0 +1,66 @@
+"""MLflow layout of a study: one parent run, a child run for the base model and one per trial.
+
+Trial runs are written by ``TrialTracker``, a Tune callback, so trials that ASHA stops early are
+logged too. Each trial run gets its per-step metrics, its hyperparameters and, from its best
+checkpoint, the adapter and the per-problem results table.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import mlflow
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+STUDY_RUN_FILE = "mlflow_study_run.json"
+
+
+def tracking_uri(configured: str | None) -> str:
+    """The config's URI, else ``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the working directory."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def start_study_run(experiment: str, study_dir: Path, params: dict) -> mlflow.ActiveRun:
+    """Starts the parent run, or reopens the one an interrupted invocation of this study began."""
+    mlflow.set_experiment(experiment)
+    marker = study_dir / STUDY_RUN_FILE
+    if marker.exists():
+        return mlflow.start_run(run_id=json.loads(marker.read_text())["run_id"])
+    run = mlflow.start_run(run_name=experiment)
+    mlflow.log_params(params)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"run_id": run.info.run_id}))
+    return run
+
+
+def log_base_model(parent_run_id: str, model: str, metrics: dict[str, float], per_problem: list[dict]) -> None:
+    with mlflow.start_run(run_name="base-model", nested=True, parent_run_id=parent_run_id):
+        mlflow.set_tag("condition", "base")
+        mlflow.log_param("model", model)
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(per_problem, "per_problem.json")
+
+
+class TrialTracker(MLflowLoggerCallback):
+    """MLflow child run per trial, plus the best checkpoint's adapter and per-problem table."""
+
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, metric: str):
+        super().__init__(tracking_uri=tracking_uri, experiment_name=experiment,
+                         tags={"mlflow.parentRunId": parent_run_id, "condition": "lora"})
+        self.metric = metric
+        self.client = mlflow.MlflowClient(tracking_uri)
+        self.best: dict[str, tuple[float, str]] = {}
+
+    def log_trial_result(self, iteration, trial, result):
+        score, path = result.get(self.metric), result.get(CHECKPOINT_PATH_KEY)
+        if score is not None and path and score >= self.best.get(trial.trial_id, (float("-inf"), ""))[0]:
+            self.best[trial.trial_id] = (score, path)
+        super().log_trial_result(iteration, trial, {k: v for k, v in result.items() if k != CHECKPOINT_PATH_KEY})
+
+    def log_trial_end(self, trial, failed: bool = False):
+        if trial.trial_id in self.best:
+            run_id = self._trial_runs[trial]
+            checkpoint = Path(self.best[trial.trial_id][1])
+            self.client.log_artifacts(run_id, str(checkpoint), artifact_path="best_checkpoint")
+        super().log_trial_end(trial, failed)
