@@ -64,7 +64,7 @@ def _number(rng: random.Random) -> int:
 
 
 def _numbers(rng: random.Random) -> list:
-    return [rng.randint(-9, 9) for _ in range(rng.randint(0, 7))]
+    return [rng.randint(-20, 20) for _ in range(rng.randint(0, 7))]
 
 
 def _word(rng: random.Random) -> str:
@@ -83,15 +83,15 @@ FAMILIES = (
            "return max({0}, min({1}, x))".format, _number),
     Family("parity_choice", "x", _pair(0, 50), "return {0} if x is even, otherwise {1}.".format,
            "if x % 2 == 0:\n        return {0}\n    return {1}".format, _number),
-    Family("sum_above", "xs", _int(-5, 5), "return the sum of the numbers in xs that are greater than {0}.".format,
+    Family("sum_above", "xs", _int(-20, 20), "return the sum of the numbers in xs that are greater than {0}.".format,
            "return sum(v for v in xs if v > {0})".format, _numbers),
-    Family("count_value", "xs", _int(-9, 9), "return how many times {0} appears in xs.".format,
+    Family("count_value", "xs", _int(-20, 20), "return how many times {0} appears in xs.".format,
            "return xs.count({0})".format, _numbers),
-    Family("scale_list", "xs", _int(2, 9), "return a list with every number in xs multiplied by {0}.".format,
+    Family("scale_list", "xs", _int(2, 29), "return a list with every number in xs multiplied by {0}.".format,
            "return [v * {0} for v in xs]".format, _numbers),
-    Family("keep_below", "xs", _int(-5, 5), "return the numbers in xs that are less than {0}, in order.".format,
+    Family("keep_below", "xs", _int(-20, 20), "return the numbers in xs that are less than {0}, in order.".format,
            "return [v for v in xs if v < {0}]".format, _numbers),
-    Family("repeat_string", "s", _int(2, 5), "return the string s repeated {0} times.".format,
+    Family("repeat_string", "s", _int(2, 19), "return the string s repeated {0} times.".format,
            "return s * {0}".format, _word),
     Family("count_char", "s", _letter, "return how many times the character '{0}' appears in s.".format,
            "return s.count('{0}')".format, _word),
@@ -190,6 +190,21 @@ def instruction_record(task: Task, style: str) -> dict:
     return {"instruction": instruction, "input": "", "output": task.prompt + task.solution}
 
 
+def _balanced_pairs(training: list[Task], count: int, rng: random.Random) -> list[tuple[Task, str]]:
+    """``count`` distinct (task, instruction style) pairs, taken from the families in turn so that
+    families with few distinct tasks are not crowded out."""
+    queues = []
+    for family in FAMILIES:
+        pairs = [(task, style) for task in training if task.family is family for style in INSTRUCTION_STYLES]
+        rng.shuffle(pairs)
+        queues.append(pairs)
+    chosen: list[tuple[Task, str]] = []
+    while len(chosen) < count and any(queues):
+        chosen += [queue.pop() for queue in queues if queue][:count - len(chosen)]
+    rng.shuffle(chosen)
+    return chosen
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     with path.open("w") as f:
         for row in rows:
@@ -203,8 +218,7 @@ def write_embedded_world(output_dir: str, seed: int = 0, eval_per_family: int = 
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed + 1)
     held_out, training = split_tasks(seed, eval_per_family)
-    instructions = [instruction_record(rng.choice(training), rng.choice(INSTRUCTION_STYLES))
-                    for _ in range(n_instructions)]
+    instructions = [instruction_record(task, style) for task, style in _balanced_pairs(training, n_instructions, rng)]
     pretrain = [{"text": format_prompt(row["instruction"], row["input"]) + row["output"]}
                 for row in instructions if _family_of(row) in PRETRAIN_FAMILIES]
     pretrain += [{"text": task.bare_code} for task in training]

@@ -7,6 +7,8 @@ import numpy as np
 import ray.data
 from ray.data import ActorPoolStrategy
 
+from data_pipeline.splits import ORDER_COLUMN
+
 logger = logging.getLogger(__name__)
 
 ALPACA_PROMPT = (
@@ -35,7 +37,8 @@ def tokenize_batch(
 ) -> dict[str, np.ndarray]:
     """Tokenize instruction rows into fixed-width ``input_ids``, ``labels``, ``attention_mask``.
 
-    Each row is [bos] + prompt + output + eos, right-padded with the pad token.
+    Each row is [bos] + prompt + output + eos, right-padded with the pad token; an
+    ``order`` column, if present, is carried through.
     Labels are IGNORE_INDEX on the prompt and padding, so the loss covers only the
     response. Too-long rows lose tokens from the end; rows whose prompt alone
     reaches ``max_seq_len`` are dropped and counted in a warning.
@@ -47,16 +50,20 @@ def tokenize_batch(
     response_ids = tokenizer(list(batch["output"]), add_special_tokens=False)["input_ids"]
     bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
 
-    rows = []
-    for prompt, response in zip(prompt_ids, response_ids):
+    rows, kept = [], []
+    for index, (prompt, response) in enumerate(zip(prompt_ids, response_ids)):
         prompt = bos + prompt
         if len(prompt) < max_seq_len:
             ids = (prompt + response + [tokenizer.eos_token_id])[:max_seq_len]
             rows.append((ids, len(prompt)))
+            kept.append(index)
     dropped = len(prompt_ids) - len(rows)
     if dropped:
         logger.warning("dropped %d rows whose prompt alone has >= %d tokens", dropped, max_seq_len)
-    return _pad(rows, max_seq_len, tokenizer.pad_token_id)
+    tokenized = _pad(rows, max_seq_len, tokenizer.pad_token_id)
+    if ORDER_COLUMN in batch:  # kept so that nested subsets can be cut after tokenizing
+        tokenized[ORDER_COLUMN] = np.asarray(batch[ORDER_COLUMN])[kept]
+    return tokenized
 
 
 def _pad(rows: list[tuple[list[int], int]], width: int, pad_id: int) -> dict[str, np.ndarray]:

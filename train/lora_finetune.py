@@ -41,6 +41,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     step = resumed_step(checkpoint)
     batches = endless_batches(ray.train.get_dataset_shard("train"), config.batch_size_per_worker, config.seed)
     meter = ThroughputMeter()
+    validation_batches = None
 
     while step < config.max_steps:
         for _ in range(config.gradient_accumulation_steps):
@@ -51,8 +52,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
             meter.add(loss.item(), batch)
         step += 1
         if step % config.eval_every_steps == 0 or step == config.max_steps:
-            metrics = {"step": step, **meter.drain(), "validation_loss": validation_loss(engine, config)}
+            validation_batches = validation_batches or list(ray.train.get_dataset_shard("validation").iter_torch_batches(
+                batch_size=config.batch_size_per_worker, dtypes=torch.long))
+            metrics = {"step": step, **meter.drain(), "validation_loss": validation_loss(engine, validation_batches)}
             report(engine.module, tokenizer, step, metrics, evaluate)
+            meter.restart()  # evaluation time is not training throughput
 
 
 def load_lora_model(config: TrainConfig, checkpoint: ray.train.Checkpoint | None) -> PeftModel:
@@ -101,12 +105,12 @@ def endless_batches(shard, batch_size: int, seed: int):
 
 
 class ThroughputMeter:
-    """Mean training loss and tokens/samples per second since the last ``drain``."""
+    """Mean training loss and tokens/samples per second since the last ``restart``."""
 
     def __init__(self):
-        self._reset()
+        self.restart()
 
-    def _reset(self) -> None:
+    def restart(self) -> None:
         self.losses, self.tokens, self.samples, self.started = [], 0, 0, time.perf_counter()
 
     def add(self, loss: float, batch: dict[str, torch.Tensor]) -> None:
@@ -116,19 +120,17 @@ class ThroughputMeter:
 
     def drain(self) -> dict[str, float]:
         seconds = time.perf_counter() - self.started
-        metrics = {"train_loss": sum(self.losses) / len(self.losses),
-                   "tokens_per_second": self.tokens / seconds, "samples_per_second": self.samples / seconds}
-        self._reset()
-        return metrics
+        return {"train_loss": sum(self.losses) / len(self.losses),
+                "tokens_per_second": self.tokens / seconds, "samples_per_second": self.samples / seconds}
 
 
 @torch.no_grad()
-def validation_loss(engine: deepspeed.DeepSpeedEngine, config: TrainConfig) -> float:
-    """Token-weighted mean loss over the whole validation split, summed across workers."""
+def validation_loss(engine: deepspeed.DeepSpeedEngine, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Token-weighted mean loss over the whole validation split (each worker holds its shard's
+    batches in memory), summed across workers."""
     engine.eval()
     totals = torch.zeros(2, dtype=torch.float64)
-    for batch in ray.train.get_dataset_shard("validation").iter_torch_batches(
-            batch_size=config.batch_size_per_worker, dtypes=torch.long):
+    for batch in batches:
         tokens = int((batch["labels"][:, 1:] != -100).sum())
         totals += torch.tensor([engine(**batch).loss.item() * tokens, tokens], dtype=torch.float64)
     engine.train()

@@ -54,6 +54,8 @@ class SearchSpace(Strict):
 
 
 class SearchConfig(Strict):
+    """``metric`` is maximised, except ``validation_loss``, which is minimised."""
+
     num_samples: PositiveInt = 4
     space: SearchSpace = SearchSpace()
     metric: Literal["pass_at_1", "validation_loss"] = "pass_at_1"
@@ -61,6 +63,10 @@ class SearchConfig(Strict):
     grace_period_steps: PositiveInt = 100
     max_concurrent_trials: PositiveInt = 1
     seed: int = 0
+
+    @property
+    def mode(self) -> Literal["min", "max"]:
+        return "min" if self.metric == "validation_loss" else "max"
 
 
 class StudyConfig(Strict):

@@ -22,7 +22,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from data_pipeline.prepare import load_split, load_training_subset
+from data_pipeline.prepare import load_split
+from data_pipeline.splits import ORDER_COLUMN, nested_size_subsets
 from data_pipeline.templates import tokenize_dataset
 from eval.pool import SandboxPool
 from eval.sandbox import SandboxLimits
@@ -44,29 +45,34 @@ def trial_train_config(study: StudyConfig, model: str, hyperparameters: dict) ->
                                           "learning_rate": hyperparameters["learning_rate"]})
 
 
-def run_trial(hyperparameters: dict, study: StudyConfig, inputs: StudyInputs, evaluator: PassAtOneEvaluator):
-    """One trial: tokenize its training subset, then one distributed Ray Train run."""
-    train_config = trial_train_config(study, inputs.model, hyperparameters)
+def tokenized_datasets(study: StudyConfig, inputs: StudyInputs) -> dict[str, ray.data.Dataset]:
+    """Validation and one nested training subset per size in the search space, tokenized once for
+    the whole study and materialized, so trials start training without any data work."""
     tokenizer = AutoTokenizer.from_pretrained(inputs.model)
-    max_seq_len = inputs.max_seq_len
-    # Materialized before training starts, while the CPUs are not yet taken by the workers.
-    datasets = {
-        "train": tokenize_dataset(load_training_subset(inputs.data.train_path, hyperparameters["train_size"]),
-                                  tokenizer, max_seq_len).materialize(),
-        "validation": tokenize_dataset(load_split(inputs.data.validation_path), tokenizer, max_seq_len).materialize(),
-    }
+    train = tokenize_dataset(load_split(inputs.data.train_path), tokenizer, inputs.max_seq_len).materialize()
+    datasets = {f"train_{size}": subset.drop_columns([ORDER_COLUMN]).materialize()
+                for size, subset in nested_size_subsets(train, study.search.space.train_size).items()}
+    validation = tokenize_dataset(load_split(inputs.data.validation_path), tokenizer, inputs.max_seq_len)
+    datasets["validation"] = validation.drop_columns([ORDER_COLUMN]).materialize()
+    return datasets
+
+
+def run_trial(hyperparameters: dict, study: StudyConfig, inputs: StudyInputs, datasets: dict[str, ray.data.Dataset],
+              evaluator: PassAtOneEvaluator):
+    """One trial: one distributed Ray Train run on the trial's training subset."""
+    train_config = trial_train_config(study, inputs.model, hyperparameters)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"train": train_config.model_dump(), "evaluate": evaluator},
         scaling_config=ray.train.ScalingConfig(num_workers=train_config.num_workers, use_gpu=train_config.use_gpu),
         torch_config=TorchConfig(backend="nccl" if train_config.use_gpu else "gloo"),
-        datasets=datasets,
+        datasets={"train": datasets[f"train_{hyperparameters['train_size']}"], "validation": datasets["validation"]},
         run_config=ray.train.RunConfig(
             name=f"{study.experiment}-{ray.tune.get_context().get_trial_id()}",
             storage_path=str(Path(study.storage_path).resolve()),
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=study.search.metric,
-                checkpoint_score_order="min" if study.search.metric == "validation_loss" else "max"),
+                checkpoint_score_order=study.search.mode),
             callbacks=[TuneReportCallback()],
         ),
     )
@@ -80,28 +86,30 @@ def search_space(study: StudyConfig) -> dict:
 def scheduler(study: StudyConfig):
     if study.search.scheduler == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="step", max_t=study.train.max_steps,
+    # max_t past the last step: a trial that finishes returns from fit() by itself, so its Ray Train
+    # run shuts down cleanly instead of being stopped by Tune at its final report.
+    return ASHAScheduler(time_attr="step", max_t=study.train.max_steps + 1,
                          grace_period=min(study.search.grace_period_steps, study.train.max_steps),
                          reduction_factor=2)
 
 
 def build_tuner(study: StudyConfig, inputs: StudyInputs, evaluator: PassAtOneEvaluator,
                 tracker: TrialTracker) -> ray.tune.Tuner:
+    datasets = tokenized_datasets(study, inputs)
     # A trial only drives its Ray Train run, whose workers hold the CPUs/GPUs. Tune refuses an
     # all-zero request, so the trial asks for one megabyte of memory instead of a CPU.
     trainable = ray.tune.with_resources(
-        ray.tune.with_parameters(run_trial, study=study, inputs=inputs, evaluator=evaluator),
+        ray.tune.with_parameters(run_trial, study=study, inputs=inputs, datasets=datasets, evaluator=evaluator),
         {"CPU": 0, "memory": 2**20})
     study_dir = Path(study.storage_path).resolve() / study.experiment
     if ray.tune.Tuner.can_restore(str(study_dir)):
         print(f"Resuming the study in {study_dir}: finished trials are not run again.")
         return ray.tune.Tuner.restore(str(study_dir), trainable=trainable, resume_errored=True)
-    mode = "min" if study.search.metric == "validation_loss" else "max"
     return ray.tune.Tuner(
         trainable,
         param_space=search_space(study),
         tune_config=ray.tune.TuneConfig(
-            metric=study.search.metric, mode=mode, num_samples=study.search.num_samples,
+            metric=study.search.metric, mode=study.search.mode, num_samples=study.search.num_samples,
             scheduler=scheduler(study),
             search_alg=BasicVariantGenerator(random_state=study.search.seed,
                                              max_concurrent=study.search.max_concurrent_trials)),
@@ -116,17 +124,19 @@ def evaluate_base_model(inputs: StudyInputs, evaluator: PassAtOneEvaluator) -> t
     return evaluator(model, tokenizer)
 
 
-def trial_table(results: ray.tune.ResultGrid, metric: str) -> list[dict]:
-    """One row per trial with its hyperparameters and best score, best first."""
+def trial_table(results: ray.tune.ResultGrid, study: StudyConfig) -> list[dict]:
+    """One row per trial: its hyperparameters and its best report by the search metric, best first."""
+    metric, maximize = study.search.metric, study.search.mode == "max"
     rows = []
     for result in results:
         history = result.metrics_dataframe
         if history is None or metric not in history:
             continue
-        best = history.loc[history[metric].idxmax() if metric != "validation_loss" else history[metric].idxmin()]
-        rows.append({"trial": result.metrics["trial_id"], **result.config, "step": int(best["step"]), "validation_loss": float(best["validation_loss"]),
+        best = history.loc[history[metric].idxmax() if maximize else history[metric].idxmin()]
+        rows.append({"trial": result.metrics["trial_id"], **result.config, "step": int(best["step"]),
+                     "validation_loss": float(best["validation_loss"]),
                      "pass_at_1": float(best.get("pass_at_1", float("nan")))})
-    return sorted(rows, key=lambda row: row[metric], reverse=metric != "validation_loss")
+    return sorted(rows, key=lambda row: row[metric], reverse=maximize)
 
 
 def format_table(rows: list[dict], base_pass_at_1: float) -> str:
@@ -156,18 +166,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     study_dir = Path(study.storage_path).resolve() / study.experiment
     with start_study_run(study.experiment, study_dir, {"model": inputs.model, "problems": len(inputs.problems),
                                                        **inputs.data.stats}) as parent:
-        base_metrics, base_table = evaluate_base_model(inputs, evaluator)
-        log_base_model(parent.info.run_id, inputs.model, base_metrics, base_table)
-        mlflow.log_metric("base_pass_at_1", base_metrics["pass_at_1"])
+        base_pass_at_1 = mlflow.get_run(parent.info.run_id).data.metrics.get("base_pass_at_1")
+        if base_pass_at_1 is None:  # not yet scored by an earlier, interrupted invocation
+            base_metrics, base_table = evaluate_base_model(inputs, evaluator)
+            log_base_model(parent.info.run_id, inputs.model, base_metrics, base_table)
+            base_pass_at_1 = base_metrics["pass_at_1"]
+            mlflow.log_metric("base_pass_at_1", base_pass_at_1)
         tracker = TrialTracker(uri, study.experiment, parent.info.run_id, study.search.metric)
         results = build_tuner(study, inputs, evaluator, tracker).fit()
         if results.errors:
             raise RuntimeError(f"{len(results.errors)} trial(s) failed; first error:\n{results.errors[0]}")
-        rows = trial_table(results, study.search.metric)
+        rows = trial_table(results, study)
         mlflow.log_dict(rows, "trials.json")
         if rows:
             mlflow.log_metric("best_pass_at_1", rows[0]["pass_at_1"])
-    print(format_table(rows, base_metrics["pass_at_1"]))
+    print(format_table(rows, base_pass_at_1))
     return rows
 
 

@@ -14,6 +14,9 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
 STUDY_RUN_FILE = "mlflow_study_run.json"
+# Tune's own bookkeeping in every result; the hyperparameters are logged as params instead.
+TUNE_BOOKKEEPING = {"timestamp", "done", "pid", "time_since_restore", "iterations_since_restore",
+                    "time_this_iter_s", "config", CHECKPOINT_PATH_KEY}
 
 
 def tracking_uri(configured: str | None) -> str:
@@ -56,7 +59,8 @@ class TrialTracker(MLflowLoggerCallback):
         score, path = result.get(self.metric), result.get(CHECKPOINT_PATH_KEY)
         if score is not None and path and score >= self.best.get(trial.trial_id, (float("-inf"), ""))[0]:
             self.best[trial.trial_id] = (score, path)
-        super().log_trial_result(iteration, trial, {k: v for k, v in result.items() if k != CHECKPOINT_PATH_KEY})
+        metrics = {key: value for key, value in result.items() if key not in TUNE_BOOKKEEPING}
+        super().log_trial_result(iteration, trial, metrics)
 
     def log_trial_end(self, trial, failed: bool = False):
         if trial.trial_id in self.best:

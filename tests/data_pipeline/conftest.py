@@ -1,4 +1,4 @@
-"""Shared fixtures: a small local Ray cluster, quiet Ray Data, a tiny local tokenizer."""
+"""Shared fixtures: Ray Data with a fast shuffle, a tiny local tokenizer."""
 
 import json
 from pathlib import Path
@@ -9,13 +9,6 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from data_pipeline.templates import ALPACA_PROMPT_WITH_INPUT
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 @pytest.fixture

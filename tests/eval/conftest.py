@@ -1,23 +1,11 @@
 import os
 
 import pytest
-import ray
 
 from eval.problems import load_problems
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 TOY_PROBLEMS = os.path.join(FIXTURES, "toy_problems.jsonl")
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray instance for every eval test that needs it."""
-    if ray.is_initialized():  # started by another test package in this session
-        yield
-        return
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="session")
