@@ -40,8 +40,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
     engine = deepspeed_engine(model, config)
     step = resumed_step(checkpoint)
     batches = endless_batches(ray.train.get_dataset_shard("train"), config.batch_size_per_worker, config.seed)
+    # Small enough to hold: each worker keeps its validation shard for every evaluation.
+    validation_batches = list(ray.train.get_dataset_shard("validation").iter_torch_batches(
+        batch_size=config.batch_size_per_worker, dtypes=torch.long))
     meter = ThroughputMeter()
-    validation_batches = None
 
     while step < config.max_steps:
         for _ in range(config.gradient_accumulation_steps):
@@ -52,9 +54,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             meter.add(loss.item(), batch)
         step += 1
         if step % config.eval_every_steps == 0 or step == config.max_steps:
-            validation_batches = validation_batches or list(ray.train.get_dataset_shard("validation").iter_torch_batches(
-                batch_size=config.batch_size_per_worker, dtypes=torch.long))
-            metrics = {"step": step, **meter.drain(), "validation_loss": validation_loss(engine, validation_batches)}
+            metrics = {"step": step, **meter.summary(), "validation_loss": validation_loss(engine, validation_batches)}
             report(engine.module, tokenizer, step, metrics, evaluate)
             meter.restart()  # evaluation time is not training throughput
 
@@ -118,7 +118,7 @@ class ThroughputMeter:
         self.tokens += int(batch["attention_mask"].sum())
         self.samples += len(batch["input_ids"])
 
-    def drain(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float]:
         seconds = time.perf_counter() - self.started
         return {"train_loss": sum(self.losses) / len(self.losses),
                 "tokens_per_second": self.tokens / seconds, "samples_per_second": self.samples / seconds}
@@ -126,8 +126,7 @@ class ThroughputMeter:
 
 @torch.no_grad()
 def validation_loss(engine: deepspeed.DeepSpeedEngine, batches: list[dict[str, torch.Tensor]]) -> float:
-    """Token-weighted mean loss over the whole validation split (each worker holds its shard's
-    batches in memory), summed across workers."""
+    """Token-weighted mean loss over the whole validation split, summed across workers."""
     engine.eval()
     totals = torch.zeros(2, dtype=torch.float64)
     for batch in batches:
