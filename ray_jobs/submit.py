@@ -38,11 +38,20 @@ def runtime_env(extra_env: dict[str, str] | None = None) -> dict:
     return {"working_dir": str(PROJECT_ROOT), "excludes": UPLOAD_EXCLUDES, "env_vars": {**env_vars, **(extra_env or {})}}
 
 
-def submit(address: str, script_args: list[str], extra_env: dict[str, str] | None = None) -> tuple[JobSubmissionClient, str]:
+def submit(address: str, script_args: list[str], extra_env: dict[str, str] | None = None,
+           agent_wait_s: float = 60) -> tuple[JobSubmissionClient, str]:
+    """Submits ``python SCRIPT ARGS...``; right after ``ray start`` the dashboard can answer before
+    its job agent is up, so "no available agent" is retried for ``agent_wait_s`` seconds."""
     client = JobSubmissionClient(address, headers=auth_headers())
     entrypoint = shlex.join(["python", *script_args])
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(extra_env))
-    return client, job_id
+    deadline = time.monotonic() + agent_wait_s
+    while True:
+        try:
+            return client, client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(extra_env))
+        except RuntimeError as error:
+            if "No available agent" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def wait(client: JobSubmissionClient, job_id: str, timeout_s: float = 3600) -> JobStatus:
