@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             log_base_model(parent.info.run_id, inputs.model, base_metrics, base_table)
             base_pass_at_1 = base_metrics["pass_at_1"]
             mlflow.log_metric("base_pass_at_1", base_pass_at_1)
-        tracker = TrialTracker(uri, study.experiment, parent.info.run_id, study.search.metric)
+        tracker = TrialTracker(uri, study.experiment, parent.info.run_id, study.search.metric, study.search.mode)
         results = build_tuner(study, inputs, evaluator, tracker).fit()
         if results.errors:
             raise RuntimeError(f"{len(results.errors)} trial(s) failed; first error:\n{results.errors[0]}")

@@ -48,17 +48,18 @@ def log_base_model(parent_run_id: str, model: str, metrics: dict[str, float], pe
 class TrialTracker(MLflowLoggerCallback):
     """MLflow child run per trial, plus the best checkpoint's adapter and per-problem table."""
 
-    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, metric: str):
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, metric: str, mode: str):
         super().__init__(tracking_uri=tracking_uri, experiment_name=experiment,
                          tags={"mlflow.parentRunId": parent_run_id, "condition": "lora"})
         self.metric = metric
+        self.sign = 1.0 if mode == "max" else -1.0  # best = highest sign * score
         self.client = mlflow.MlflowClient(tracking_uri)
         self.best: dict[str, tuple[float, str]] = {}
 
     def log_trial_result(self, iteration, trial, result):
         score, path = result.get(self.metric), result.get(CHECKPOINT_PATH_KEY)
-        if score is not None and path and score >= self.best.get(trial.trial_id, (float("-inf"), ""))[0]:
-            self.best[trial.trial_id] = (score, path)
+        if score is not None and path and self.sign * score >= self.best.get(trial.trial_id, (float("-inf"), ""))[0]:
+            self.best[trial.trial_id] = (self.sign * score, path)
         metrics = {key: value for key, value in result.items() if key not in TUNE_BOOKKEEPING}
         super().log_trial_result(iteration, trial, metrics)
 
