@@ -9,6 +9,7 @@ import time
 
 import mlflow
 import pytest
+import ray
 from ray.job_submission import JobStatus
 
 from ray_jobs.submit import submit, wait
@@ -24,8 +25,11 @@ def _free_port() -> int:
 
 @pytest.fixture
 def ray_head():
-    """A separate Ray head (own ports and temp dir), stopped by signal: `ray stop` would also stop
-    the test session's own Ray instance. The temp dir is short: Ray's socket paths live under it."""
+    """A Ray head of its own (own ports and temp dir), stopped by signal. The test session's local
+    Ray instance is shut down first (later tests start a new one on first use): with two instances
+    on one machine, Ray's State API refuses to guess which one its callers mean. The temp dir is
+    short: Ray's socket paths live under it."""
+    ray.shutdown()
     temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")
     dashboard = _free_port()
     head = subprocess.Popen(
