@@ -1,98 +1,74 @@
-"""Judge many completions in parallel on a pool of Ray actors."""
+"""Judge many completions in parallel on this machine's cores.
+
+:class:`JudgePool` is the interface shared with the Ray pool
+(``eval.ray_pool``): ``iter_check`` yields ``(job index, verdict)`` as
+verdicts arrive, ``check`` returns them in job order with a progress bar.
+Each thread owns one sandbox server (a jail), so the number of threads is the
+number of programs running at once.
+"""
 
 from __future__ import annotations
 
-from collections import deque
+import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-import ray
 from tqdm import tqdm
 
+from eval.jail import JailPool, JailSettings
 from eval.sandbox import SandboxLimits, Verdict, check_completion
 
 Job = tuple[dict, str]  # (problem, completion)
 
-_BATCH_SIZE = 8
-# Batches each actor holds at once: while one waits on its slowest test, the
-# next keeps the actor's threads busy.
-_BATCHES_PER_WORKER = 2
 
+class JudgePool:
+    """Judges jobs in parallel; a context manager that closes the pool."""
 
-@ray.remote
-class SandboxWorker:
-    """Judges batches of jobs, a few at a time on threads: each run is a subprocess."""
-
-    def __init__(self, limits: SandboxLimits, threads: int):
-        self._limits = limits
-        self._executor = ThreadPoolExecutor(max_workers=threads)
-
-    def check_batch(self, jobs: list[Job]) -> list[Verdict]:
-        return list(self._executor.map(self._check, jobs))
-
-    def _check(self, job: Job) -> Verdict:
-        problem, completion = job
-        return check_completion(problem, completion, self._limits)
-
-
-class SandboxPool:
-    """A fixed set of :class:`SandboxWorker` actors; needs ``ray.init()`` first.
-
-    Picklable (actor handles and limits only), so it can be handed to Ray
-    tasks and Ray Train workers.
-    """
-
-    def __init__(
-        self,
-        num_workers: int = 2,
-        limits: SandboxLimits = SandboxLimits(),
-        num_cpus_per_worker: float = 0.25,
-        threads_per_worker: int = 4,
-    ):
-        if not ray.is_initialized():
-            raise RuntimeError("SandboxPool needs a running Ray instance: call ray.init() first")
-        if num_workers < 1 or threads_per_worker < 1:
-            raise ValueError("num_workers and threads_per_worker must be at least 1")
-        self.limits = limits
-        worker = SandboxWorker.options(
-            num_cpus=num_cpus_per_worker, max_concurrency=_BATCHES_PER_WORKER
-        )
-        self._workers = [worker.remote(limits, threads_per_worker) for _ in range(num_workers)]
+    def iter_check(self, jobs: list[Job]) -> Iterator[tuple[int, Verdict]]:
+        raise NotImplementedError
 
     def check(self, jobs: list[Job], progress: bool = True) -> list[Verdict]:
-        """Verdicts in job order; a progress bar advances as batches finish."""
+        """Verdicts in job order; a progress bar advances as they arrive."""
         verdicts: list[Verdict | None] = [None] * len(jobs)
         bar = dict(total=len(jobs), disable=not progress, desc="judging", unit="sample")
         for index, verdict in tqdm(self.iter_check(jobs), **bar):
             verdicts[index] = verdict
         return verdicts
 
-    def iter_check(self, jobs: list[Job]) -> Iterator[tuple[int, Verdict]]:
-        """Yield ``(job index, verdict)`` as batches finish, in no fixed order."""
-        if not self._workers:
-            raise RuntimeError("this SandboxPool is closed")
-        starts = deque(range(0, len(jobs), _BATCH_SIZE))
-        free = [worker for worker in self._workers for _ in range(_BATCHES_PER_WORKER)]
-        running = {}
-        while starts or running:
-            while starts and free:
-                worker, start = free.pop(), starts.popleft()
-                batch = jobs[start : start + _BATCH_SIZE]
-                running[worker.check_batch.remote(batch)] = (start, worker)
-            [done], _ = ray.wait(list(running), num_returns=1)
-            start, worker = running.pop(done)
-            free.append(worker)
-            for offset, verdict in enumerate(ray.get(done)):
-                yield start + offset, verdict
-
     def close(self) -> None:
-        """Kill the actors; the pool is unusable afterwards."""
-        for worker in self._workers:
-            ray.kill(worker)
-        self._workers = []
+        raise NotImplementedError
 
-    def __enter__(self) -> SandboxPool:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class LocalSandboxPool(JudgePool):
+    """Judges on this machine, ``threads`` programs at a time (default: one per core)."""
+
+    def __init__(
+        self,
+        threads: int | None = None,
+        limits: SandboxLimits = SandboxLimits(),
+        settings: JailSettings = JailSettings(),
+    ):
+        self.limits = limits
+        self._jails = JailPool(settings)
+        self._executor = ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1)
+
+    def iter_check(self, jobs: list[Job]) -> Iterator[tuple[int, Verdict]]:
+        futures = {
+            self._executor.submit(check_completion, problem, completion, self.limits, self._jails): index
+            for index, (problem, completion) in enumerate(jobs)
+        }
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield futures[future], future.result()
+
+    def close(self) -> None:
+        self._executor.shutdown(cancel_futures=True)
+        self._jails.close()

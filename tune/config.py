@@ -39,9 +39,12 @@ class BenchmarkConfig(Strict):
 
 
 class SandboxConfig(Strict):
+    """``isolation``: see ``eval.jail.JailSettings`` (``require`` refuses to run without namespaces)."""
+
     workers: PositiveInt = 2
     timeout_s: float = Field(3.0, gt=0)
     cpus_per_worker: float = Field(0.25, ge=0)
+    isolation: Literal["auto", "require", "none"] = "auto"
 
 
 class SearchSpace(Strict):

@@ -6,7 +6,7 @@
 
 from eval.generate import generate_completions
 from eval.pass_at_k import problem_table, summarize
-from eval.pool import SandboxPool
+from eval.ray_pool import SandboxPool
 from data_pipeline.templates import format_prompt
 from data_pipeline.synthetic_tasks import COMPLETION_INSTRUCTION
 

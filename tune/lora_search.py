@@ -25,7 +25,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from data_pipeline.prepare import load_split
 from data_pipeline.splits import ORDER_COLUMN, nested_size_subsets
 from data_pipeline.templates import tokenize_dataset
-from eval.pool import SandboxPool
+from eval.jail import JailSettings
+from eval.ray_pool import SandboxPool
 from eval.sandbox import SandboxLimits
 from train.config import TrainConfig
 from train.lora_finetune import train_loop_per_worker
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     uri = tracking_uri(study.mlflow_tracking_uri)
     mlflow.set_tracking_uri(uri)
     pool = SandboxPool(study.sandbox.workers, SandboxLimits(timeout_s=study.sandbox.timeout_s),
-                       num_cpus_per_worker=study.sandbox.cpus_per_worker)
+                       num_cpus_per_worker=study.sandbox.cpus_per_worker,
+                       settings=JailSettings(isolation=study.sandbox.isolation))
     evaluator = PassAtOneEvaluator(inputs.problems, pool, study.benchmark.prompt_style,
                                    study.benchmark.max_new_tokens, study.benchmark.generation_batch_size)
     study_dir = Path(study.storage_path).resolve() / study.experiment

@@ -10,7 +10,7 @@ from pathlib import Path
 from data_pipeline.config import DataConfig
 from data_pipeline.prepare import PreparedData, prepare_instruction_data
 from data_pipeline.synthetic_tasks import write_embedded_world
-from eval.problems import load_problems
+from eval.benchmarks import load_humaneval
 from train.tiny_llama import ensure_tiny_llama
 from tune.config import StudyConfig
 
@@ -36,4 +36,4 @@ def prepare_study_inputs(config: StudyConfig) -> StudyInputs:
         problems_path = config.benchmark.problems or world["problems"]
     data = prepare_instruction_data(data_config, str(cache / "prepared" / config.experiment))
     return StudyInputs(model=model, data=data, max_seq_len=data_config.max_seq_len,
-                       problems=load_problems(problems_path))
+                       problems=load_humaneval(problems_path))

