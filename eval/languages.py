@@ -108,13 +108,26 @@ def function_program(language: str, prompt: str, completion: str, test: str, ent
     raise ValueError(f"unsupported language {language!r}")
 
 
+# The exception a Java or JavaScript program died of, from its stderr.
+_THROWN = {
+    "java": re.compile(r"Exception in thread \"main\" (?:[\w$]+\.)*([\w$]+)"),
+    "js": re.compile(r"^(?:Uncaught )?(\w*Error)\b", re.MULTILINE),
+}
+_THROWN_CATEGORIES = {
+    "AssertionError": "failed", "OutOfMemoryError": "memory_limit", "SyntaxError": "syntax_error",
+}
+
+
 def failure_category(language: str, stderr: str, exit_code: int) -> str:
     """Why a non-Python program that did not finish its tests failed, from its stderr and status."""
     if language == "cpp":
         return _cpp_failure(stderr, exit_code)
-    if language == "java":
-        return _java_failure(stderr, exit_code)
-    return _js_failure(stderr, exit_code)
+    if "JavaScript heap out of memory" in stderr:
+        return "memory_limit"
+    thrown = _THROWN[language].search(stderr)
+    if thrown is None:
+        return _status_category(exit_code)
+    return _THROWN_CATEGORIES.get(thrown.group(1), f"error:{thrown.group(1)}")
 
 
 def _cpp_failure(stderr: str, exit_code: int) -> str:
@@ -126,32 +139,6 @@ def _cpp_failure(stderr: str, exit_code: int) -> str:
     if thrown:
         return f"error:{thrown.group(1)}"
     return _status_category(exit_code)
-
-
-def _java_failure(stderr: str, exit_code: int) -> str:
-    thrown = re.search(r"Exception in thread \"main\" (?:[\w$]+\.)*([\w$]+)", stderr)
-    if thrown is None:
-        return _status_category(exit_code)
-    name = thrown.group(1)
-    if name == "AssertionError":
-        return "failed"
-    if name == "OutOfMemoryError":
-        return "memory_limit"
-    return f"error:{name}"
-
-
-def _js_failure(stderr: str, exit_code: int) -> str:
-    if "heap out of memory" in stderr:
-        return "memory_limit"
-    thrown = re.search(r"^(?:Uncaught )?(\w*Error)\b", stderr, re.MULTILINE)
-    if thrown is None:
-        return _status_category(exit_code)
-    name = thrown.group(1)
-    if name == "AssertionError":
-        return "failed"
-    if name == "SyntaxError":
-        return "syntax_error"
-    return f"error:{name}"
 
 
 def _status_category(exit_code: int) -> str:

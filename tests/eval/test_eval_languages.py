@@ -50,12 +50,14 @@ BODIES = {
         "timeout": "    while (true) {}\n",
         "early_exit": "    std::exit(0);\n",
         "crash": "    int* p = nullptr; return *p;\n",
+        "memory": "    long* big = new long[1L << 32]; return big[0];\n",
     },
     "java": {
         "compile_error": "        return x +* y;\n",
         "timeout": "        while (true) {}\n",
         "early_exit": "        System.exit(0); return 0;\n",
         "crash": "        return x / (y - y);\n",
+        "memory": "        long[] big = new long[1 << 30]; return big[0];\n",
     },
     "js": {
         "compile_error": "    return x +* ;\n",
@@ -71,11 +73,15 @@ EXPECTED = {
     ("cpp", "crash"): "crashed:SIGSEGV",
     ("java", "crash"): "error:ArithmeticException",
     ("js", "crash"): "error:TypeError",
+    ("cpp", "memory"): "memory_limit",
+    ("java", "memory"): "memory_limit",
 }
 
 
-@pytest.mark.parametrize("language", ["cpp", "java", "js"])
-@pytest.mark.parametrize("case", ["compile_error", "timeout", "early_exit", "crash"])
+@pytest.mark.parametrize(
+    "language, case",
+    [(language, case) for language in ("cpp", "java", "js") for case in BODIES[language]],
+)
 def test_failures_are_categorized(language, case):
     _needs(language)
     prompt, test, header = ADD[language]
