@@ -4,19 +4,45 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-TargetColumn = Literal["instruction", "input", "output"]
+TargetColumn = Literal["instruction", "input", "output", "difficulty", "topic", "language"]
+
+
+class NearDedupConfig(BaseModel, extra="forbid"):
+    """MinHash LSH near-duplicate removal over word shingles of a row's normalized text."""
+
+    threshold: float = Field(0.85, gt=0, lt=1)  # estimated Jaccard similarity that makes a duplicate
+    num_perm: int = Field(128, ge=16, le=1024)
+    shingle_size: int = Field(5, gt=0)  # words per shingle
+    seed: int = 1  # of the MinHash permutations, not of the data split
+
+
+class DecontaminationConfig(BaseModel, extra="forbid"):
+    """Drop training rows sharing word n-grams with any evaluation benchmark item."""
+
+    ngram_size: int = Field(13, gt=0)
+    min_shared_ngrams: int = Field(1, gt=0)  # distinct n-grams shared with one item to drop a row
 
 
 class DataConfig(BaseModel, extra="forbid"):
     """Where the instruction data lives and how to clean, split and format it."""
 
     path: str = ""  # empty: the study fills it in (the embedded default's instruction set)
-    format: Literal["auto", "jsonl", "parquet", "hf_disk"] = "auto"
-    # Source column name -> pipeline column name.
+    format: Literal["auto", "jsonl", "parquet", "csv", "hf_disk"] = "auto"
+    # Source column name -> pipeline column name; difficulty/topic/language are read only if mapped.
     columns: dict[str, TargetColumn] = {}
+    # error: a malformed row stops the run, naming file and line; skip: it is counted and dropped.
+    on_bad_row: Literal["error", "skip"] = "error"
     min_chars: int = Field(1, ge=0)
     max_chars: int = Field(4000, gt=0)
+    # Bounds on instruction+input+output tokens (the tokenizer given to prepare, else words).
+    min_tokens: int = Field(0, ge=0)
+    max_tokens: int | None = Field(None, gt=0)
+    python_must_parse: bool = False  # Python code in the response (fenced or whole) must parse
+    drop_prose_only: bool = False  # drop responses with no code at all
     dedup: bool = True
+    near_dedup: NearDedupConfig | None = None
+    # Needs benchmark texts passed to prepare_instruction_data.
+    decontamination: DecontaminationConfig | None = None
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     seed: int = 0
     template: Literal["alpaca"] = "alpaca"
@@ -24,10 +50,12 @@ class DataConfig(BaseModel, extra="forbid"):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "DataConfig":
-        if self.min_chars > self.max_chars:
-            raise ValueError(
-                f"min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})"
-            )
+        for low, high in (("min_chars", "max_chars"), ("min_tokens", "max_tokens")):
+            low_value, high_value = getattr(self, low), getattr(self, high)
+            if high_value is not None and low_value > high_value:
+                raise ValueError(f"{low} ({low_value}) must not exceed {high} ({high_value})")
+        if self.near_dedup is not None and not self.dedup:
+            raise ValueError("near_dedup needs dedup: true (exact copies are removed first)")
         targets = list(self.columns.values())
         for target in set(targets):
             if targets.count(target) > 1:

@@ -1,15 +1,12 @@
-"""Row filters on instruction data: length bounds and exact deduplication."""
-
-import hashlib
+"""Row filters on instruction data: length in characters or tokens, code that parses, no prose-only answers."""
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray.data
 
-_TEXT_COLUMNS = ("instruction", "input", "output")
-_DEDUP_KEY = "_dedup_key"
-_DEDUP_BUCKET = "_dedup_bucket"
+from data_pipeline.responses import is_prose_only, python_parses
+from data_pipeline.text import TEXT_COLUMNS, row_words
 
 
 def filter_by_length(ds: ray.data.Dataset, min_chars: int, max_chars: int) -> ray.data.Dataset:
@@ -22,49 +19,60 @@ def filter_by_length(ds: ray.data.Dataset, min_chars: int, max_chars: int) -> ra
 
 
 def _within_length(table: pa.Table, min_chars: int, max_chars: int) -> pa.Table:
-    lengths = [pc.utf8_length(table[column]) for column in _TEXT_COLUMNS]
+    lengths = [pc.utf8_length(table[column]) for column in TEXT_COLUMNS]
     total = pc.add(pc.add(lengths[0], lengths[1]), lengths[2])
     keep = pc.and_(pc.greater_equal(total, min_chars), pc.less_equal(total, max_chars))
     return table.filter(keep)
 
 
-def normalized_content(instruction: str, input: str, output: str) -> str:
-    """Whitespace-collapsed, case-folded text of a row; fields stay distinguishable."""
-    return "\x1f".join(" ".join(text.split()).casefold() for text in (instruction, input, output))
+def filter_by_tokens(
+    ds: ray.data.Dataset, min_tokens: int, max_tokens: int | None, tokenizer=None
+) -> ray.data.Dataset:
+    """Keep rows whose instruction+input+output token count lies in [min_tokens, max_tokens].
 
-
-def deduplicate_exact(ds: ray.data.Dataset) -> ray.data.Dataset:
-    """Drop rows whose normalized content repeats another row's.
-
-    Of each group of duplicates, the copy whose raw (instruction, input, output)
-    is lexicographically smallest survives, so the result does not depend on file
-    order, block layout or parallelism.
+    Tokens come from ``tokenizer`` (a Hugging Face tokenizer, no special tokens) or,
+    without one, are whitespace-separated words. ``max_tokens=None``: no upper bound.
     """
-    keyed = ds.map_batches(_add_dedup_key, batch_format="pyarrow")
-    # Grouping by a coarse bucket of the key, rather than the key itself, gives a
-    # few large groups that are deduplicated vectorised instead of one Python call
-    # per distinct row; all copies of a row share its bucket.
-    return keyed.groupby(_DEDUP_BUCKET).map_groups(_first_per_key, batch_format="pyarrow")
-
-
-def content_digest(instruction: str, input: str, output: str, salt: bytes = b"") -> bytes:
-    """16-byte blake2b digest of ``salt`` followed by the row's normalized content."""
-    content = normalized_content(instruction, input, output).encode()
-    return hashlib.blake2b(salt + content, digest_size=16).digest()
-
-
-def _add_dedup_key(table: pa.Table) -> pa.Table:
-    rows = zip(*(table[column].to_pylist() for column in _TEXT_COLUMNS))
-    keys = [content_digest(*row) for row in rows]
-    return table.append_column(_DEDUP_KEY, pa.array(keys, pa.binary(16))).append_column(
-        _DEDUP_BUCKET, pa.array([key[0] for key in keys], pa.uint8())
+    return ds.map_batches(
+        within_token_bounds,
+        batch_format="pyarrow",
+        fn_kwargs={"min_tokens": min_tokens, "max_tokens": max_tokens, "tokenizer": tokenizer},
     )
 
 
-def _first_per_key(table: pa.Table) -> pa.Table:
-    """Keep the smallest raw copy of each key within one (complete) bucket."""
-    table = table.sort_by([(column, "ascending") for column in (_DEDUP_KEY, *_TEXT_COLUMNS)])
-    keys = table[_DEDUP_KEY]
-    is_first = pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)
-    keep = np.concatenate([[True], is_first])[: table.num_rows]
-    return table.filter(keep).drop_columns([_DEDUP_KEY, _DEDUP_BUCKET])
+def within_token_bounds(table: pa.Table, min_tokens: int, max_tokens: int | None, tokenizer=None) -> pa.Table:
+    """The rows of one batch whose token count is within bounds."""
+    counts = _token_counts(table, tokenizer)
+    keep = (counts >= min_tokens) & (counts <= (max_tokens if max_tokens is not None else np.inf))
+    return table.filter(pa.array(keep))
+
+
+def _token_counts(table: pa.Table, tokenizer) -> np.ndarray:
+    columns = [table[column].to_pylist() for column in TEXT_COLUMNS]
+    if tokenizer is None or not table.num_rows:  # (a Hugging Face tokenizer rejects an empty list)
+        return np.array([len(row_words(*row)) for row in zip(*columns)], np.int64)
+    encoded = (tokenizer(values, add_special_tokens=False)["input_ids"] for values in columns)
+    return sum(np.array([len(ids) for ids in ids_per_row], np.int64) for ids_per_row in encoded)
+
+
+def filter_python_parses(ds: ray.data.Dataset) -> ray.data.Dataset:
+    """Keep rows whose response's Python code parses (see ``responses.python_parses``)."""
+    return ds.map_batches(python_parse_batch, batch_format="pyarrow")
+
+
+def python_parse_batch(table: pa.Table) -> pa.Table:
+    """The rows of one batch whose Python parses; a ``language`` column exempts other languages."""
+    languages = table["language"].to_pylist() if "language" in table.column_names else [None] * table.num_rows
+    keep = [python_parses(output, language) for output, language in zip(table["output"].to_pylist(), languages)]
+    return table.filter(pa.array(keep, pa.bool_()))
+
+
+def filter_prose_only(ds: ray.data.Dataset) -> ray.data.Dataset:
+    """Drop rows whose response has no code at all."""
+    return ds.map_batches(without_prose_only, batch_format="pyarrow")
+
+
+def without_prose_only(table: pa.Table) -> pa.Table:
+    """The rows of one batch whose response contains code."""
+    keep = [not is_prose_only(output) for output in table["output"].to_pylist()]
+    return table.filter(pa.array(keep, pa.bool_()))

@@ -1,50 +1,42 @@
-"""Read instruction data (JSONL, Parquet, `datasets.save_to_disk`) into a Ray Dataset.
+"""Read instruction data (JSONL, CSV, Parquet, `datasets.save_to_disk`) into a Ray Dataset.
 
-Every reader yields exactly the columns ``instruction``, ``input`` and ``output``
-(strings; a missing ``input`` becomes ""), after applying ``DataConfig.columns``.
+Columns follow ``data_pipeline.schema``: instruction, input, output, the mapped
+metadata columns and, with ``on_bad_row: skip``, the ``bad_row`` flag.
 """
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray.data
-from ray.data.datasource import FileBasedDatasource
 
 from data_pipeline.config import DataConfig
+from data_pipeline.schema import BAD_ROW_COLUMN, ColumnMapping
+from data_pipeline.text import TEXT_COLUMNS
+from data_pipeline.text_sources import CsvInstructionSource, JsonlInstructionSource
 
-INSTRUCTION_COLUMNS = ("instruction", "input", "output")
 _HF_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
-_STRING_OR_NULL = (pa.types.is_string, pa.types.is_large_string, pa.types.is_null)
-_JSON_TYPE_NAMES = {
-    type(None): "null",
-    bool: "boolean",
-    int: "number",
-    float: "number",
-    list: "array",
-    dict: "object",
-}
+_SUFFIXES = {"jsonl": (".jsonl", ".json"), "csv": (".csv",), "parquet": (".parquet",)}
+_INFERRED = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+_TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_null)
+_METADATA_TYPES = (*_TEXT_TYPES, pa.types.is_integer, pa.types.is_floating)
 
 
 def read_instructions(config: DataConfig) -> ray.data.Dataset:
-    """Read ``config.path`` as a Dataset with columns instruction, input, output."""
+    """Read ``config.path`` as a Dataset in the pipeline's schema."""
     if not Path(config.path).exists():
         raise FileNotFoundError(f"data path {config.path} does not exist")
-    sources = _source_columns(config.columns)
+    mapping = ColumnMapping.from_config(config.columns)
+    skip = config.on_bad_row == "skip"
     fmt = _resolve_format(config.path, config.format)
-    if fmt == "jsonl":
-        return _read_jsonl(config.path, sources)
+    if fmt in ("jsonl", "csv"):
+        source = JsonlInstructionSource if fmt == "jsonl" else CsvInstructionSource
+        files = _data_files(config.path, _SUFFIXES[fmt])
+        return ray.data.read_datasource(source(files, mapping=mapping, skip_bad_rows=skip))
     if fmt == "parquet":
-        return _read_parquet(config.path, sources)
-    return _read_hf_disk(config.path, sources)
-
-
-def _source_columns(mapping: dict[str, str]) -> dict[str, str]:
-    """Invert the config's source->target mapping into target->source for all targets."""
-    inverse = {target: source for source, target in mapping.items()}
-    return {target: inverse.get(target, target) for target in INSTRUCTION_COLUMNS}
+        return _read_parquet(config.path, mapping, skip)
+    return _read_hf_disk(config.path, mapping, skip)
 
 
 def _resolve_format(path: str, fmt: str) -> str:
@@ -56,16 +48,16 @@ def _resolve_format(path: str, fmt: str) -> str:
         if any((location / marker).exists() for marker in _HF_DISK_MARKERS):
             return "hf_disk"
         suffixes = {file.suffix for file in location.rglob("*") if file.is_file()}
-        candidates = [s for s in (".jsonl", ".parquet") if s in suffixes]
+        candidates = [suffix for suffix in _INFERRED if suffix in suffixes]
     else:
-        candidates = [location.suffix] if location.suffix in (".jsonl", ".parquet") else []
+        candidates = [location.suffix] if location.suffix in _INFERRED else []
     if len(candidates) != 1:
         raise ValueError(
-            f"cannot infer the format of {path} (expected a .jsonl or .parquet file, a "
-            "directory of them, or a datasets.save_to_disk directory); set format to "
-            "one of 'jsonl', 'parquet', 'hf_disk'"
+            f"cannot infer the format of {path} (expected a .jsonl, .csv or .parquet file, a "
+            "directory of one kind of them, or a datasets.save_to_disk directory); set format to "
+            "one of 'jsonl', 'csv', 'parquet', 'hf_disk'"
         )
-    return candidates[0].lstrip(".")
+    return _INFERRED[candidates[0]]
 
 
 def _data_files(path: str, suffixes: tuple[str, ...]) -> list[str]:
@@ -78,79 +70,20 @@ def _data_files(path: str, suffixes: tuple[str, ...]) -> list[str]:
     return files
 
 
-# --- JSONL -------------------------------------------------------------------
-
-
-def _read_jsonl(path: str, sources: dict[str, str]) -> ray.data.Dataset:
-    files = _data_files(path, (".jsonl", ".json"))
-    return ray.data.read_datasource(_JsonlInstructionSource(files, sources=sources))
-
-
-class _JsonlInstructionSource(FileBasedDatasource):
-    """Parses JSON Lines with the stdlib so each bad line is reported by number."""
-
-    def __init__(self, paths: list[str], *, sources: dict[str, str]):
-        super().__init__(paths, file_extensions=None)
-        self._sources = sources
-
-    def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
-        rows = {column: [] for column in INSTRUCTION_COLUMNS}
-        for line_number, raw in enumerate(f.readall().splitlines(), start=1):
-            if not raw.strip():
-                continue
-            record = _parse_jsonl_line(raw, self._sources, where=f"{path} line {line_number}")
-            for column, value in zip(INSTRUCTION_COLUMNS, record):
-                rows[column].append(value)
-        yield pa.table({column: pa.array(values, pa.string()) for column, values in rows.items()})
-
-
-def _parse_jsonl_line(raw: bytes, sources: dict[str, str], where: str) -> tuple[str, str, str]:
-    """Validate one JSONL line; errors start with ``where`` (file and line number)."""
-    try:
-        record = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError(f"{where}: not valid UTF-8") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {_json_type(record)}")
-    return tuple(_field(record, target, sources[target], where) for target in INSTRUCTION_COLUMNS)
-
-
-def _field(record: dict, target: str, source: str, where: str) -> str:
-    name = repr(source) if source == target else f"{source!r} (mapped to {target!r})"
-    # An absent or null ``input`` is the common "no input" convention, not an error.
-    if target == "input" and record.get(source) is None:
-        return ""
-    if source not in record:
-        raise ValueError(f"{where}: missing field {name}")
-    value = record[source]
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: field {name} must be a string, got {_json_type(value)}")
-    return value
-
-
-def _json_type(value: object) -> str:
-    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-
-
-# --- Parquet and datasets.save_to_disk --------------------------------------
-
-
-def _read_parquet(path: str, sources: dict[str, str]) -> ray.data.Dataset:
-    files = _data_files(path, (".parquet",))
+def _read_parquet(path: str, mapping: ColumnMapping, skip: bool) -> ray.data.Dataset:
+    files = _data_files(path, _SUFFIXES["parquet"])
     schemas = {file: pq.read_schema(file) for file in files}
-    wanted = _wanted_columns(sources, [schema.names for schema in schemas.values()])
+    wanted = _wanted_columns(mapping, [schema.names for schema in schemas.values()])
     for file, schema in schemas.items():
-        _check_schema(file, schema, wanted)
+        _check_schema(file, schema, wanted, mapping)
     return ray.data.read_parquet(files, columns=wanted).map_batches(
-        _to_instruction_table,
+        to_instruction_table,
         batch_format="pyarrow",
-        fn_kwargs={"sources": sources, "origin": path},
+        fn_kwargs={"mapping": mapping, "origin": path, "skip_bad_rows": skip},
     )
 
 
-def _read_hf_disk(path: str, sources: dict[str, str]) -> ray.data.Dataset:
+def _read_hf_disk(path: str, mapping: ColumnMapping, skip: bool) -> ray.data.Dataset:
     import datasets  # heavy import, only needed for this format
 
     loaded = datasets.load_from_disk(path)
@@ -160,46 +93,59 @@ def _read_hf_disk(path: str, sources: dict[str, str]) -> ray.data.Dataset:
             f"set path to one split, e.g. {Path(path) / next(iter(loaded))}"
         )
     schema = loaded.data.schema
-    wanted = _wanted_columns(sources, [schema.names])
-    _check_schema(path, schema, wanted)
+    wanted = _wanted_columns(mapping, [schema.names])
+    _check_schema(path, schema, wanted, mapping)
     # from_arrow instead of ray.data.from_huggingface: the latter may contact the Hub.
     table = loaded.select_columns(wanted).with_format("arrow")[:]
     return ray.data.from_arrow(table).map_batches(
-        _to_instruction_table,
+        to_instruction_table,
         batch_format="pyarrow",
-        fn_kwargs={"sources": sources, "origin": path},
+        fn_kwargs={"mapping": mapping, "origin": path, "skip_bad_rows": skip},
     )
 
 
-def _wanted_columns(sources: dict[str, str], names_per_file: list[list[str]]) -> list[str]:
-    """Source columns to read: instruction and output, plus input if any file has it."""
-    wanted = [sources["instruction"], sources["output"]]
-    if any(sources["input"] in names for names in names_per_file):
-        wanted.append(sources["input"])
+def _wanted_columns(mapping: ColumnMapping, names_per_file: list[list[str]]) -> list[str]:
+    """Source columns to read: all required ones, plus input if any file has it."""
+    wanted = mapping.required_sources
+    if any(mapping.sources["input"] in names for names in names_per_file):
+        wanted.append(mapping.sources["input"])
     return wanted
 
 
-def _check_schema(origin: str, schema: pa.Schema, wanted: list[str]) -> None:
+def _check_schema(origin: str, schema: pa.Schema, wanted: list[str], mapping: ColumnMapping) -> None:
+    metadata_sources = {mapping.sources[target] for target in mapping.metadata}
     for column in wanted:
         if column not in schema.names:
             raise ValueError(f"{origin}: missing column {column!r} (has {schema.names})")
         column_type = schema.field(column).type
-        if not any(is_type(column_type) for is_type in _STRING_OR_NULL):
-            raise ValueError(f"{origin}: column {column!r} has type {column_type}, expected string")
+        is_metadata = column in metadata_sources
+        allowed, expected = (_METADATA_TYPES, "string or number") if is_metadata else (_TEXT_TYPES, "string")
+        if not any(is_type(column_type) for is_type in allowed):
+            raise ValueError(f"{origin}: column {column!r} has type {column_type}, expected {expected}")
 
 
-def _to_instruction_table(table: pa.Table, sources: dict[str, str], origin: str) -> pa.Table:
-    """Rename source columns to instruction/input/output; null input -> ""."""
-    columns = {}
-    for target in INSTRUCTION_COLUMNS:
-        source = sources[target]
-        if source not in table.column_names:
-            columns[target] = pa.array([""] * table.num_rows, pa.string())
-            continue
-        column = table[source].cast(pa.string())
-        if target == "input":
-            column = column.fill_null("")
-        elif column.null_count:
-            raise ValueError(f"{origin}: column {source!r} has {column.null_count} null values")
-        columns[target] = column
+def to_instruction_table(table: pa.Table, mapping: ColumnMapping, origin: str, skip_bad_rows: bool) -> pa.Table:
+    """Rename source columns to the pipeline's; null input -> "".
+
+    A null instruction or output raises, or, when skipping, flags its row bad.
+    """
+    columns = {target: _target_column(table, target, mapping) for target in mapping.sources}
+    nulls = pc.or_(pc.is_null(columns["instruction"]), pc.is_null(columns["output"]))
+    if skip_bad_rows:
+        problem = pa.scalar(f"{origin}: a row has a null instruction or output", pa.string())
+        columns[BAD_ROW_COLUMN] = pc.if_else(nulls, problem, pa.scalar(None, pa.string()))
+    elif pc.any(nulls).as_py():
+        target = "instruction" if columns["instruction"].null_count else "output"
+        raise ValueError(
+            f"{origin}: column {mapping.sources[target]!r} has {columns[target].null_count} null values"
+        )
+    for target in TEXT_COLUMNS:
+        columns[target] = columns[target].fill_null("")
     return pa.table(columns)
+
+
+def _target_column(table: pa.Table, target: str, mapping: ColumnMapping) -> pa.ChunkedArray:
+    source = mapping.sources[target]
+    if source not in table.column_names:  # only ``input`` may be absent
+        return pa.chunked_array([pa.array([""] * table.num_rows, pa.string())])
+    return table[source].cast(pa.string())

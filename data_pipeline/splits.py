@@ -10,7 +10,7 @@ import pyarrow as pa
 import ray.data
 from ray.data.expressions import col
 
-from data_pipeline.filters import content_digest
+from data_pipeline.text import TEXT_COLUMNS, content_digest
 
 ORDER_COLUMN = "order"
 _ORDER_SPACE = 2**63  # order values are non-negative int64s
@@ -38,7 +38,7 @@ def train_validation_split(
 def _add_order(table: pa.Table, seed: int) -> pa.Table:
     """Append the seeded ``order`` hash of each row."""
     salt = f"{seed}\x00".encode()
-    rows = zip(*(table[column].to_pylist() for column in ("instruction", "input", "output")))
+    rows = zip(*(table[column].to_pylist() for column in TEXT_COLUMNS))
     orders = [int.from_bytes(content_digest(*row, salt=salt)[:8], "big") >> 1 for row in rows]
     return table.append_column(ORDER_COLUMN, pa.array(orders, pa.int64()))
 

@@ -167,7 +167,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                    study.benchmark.max_new_tokens, study.benchmark.generation_batch_size)
     study_dir = Path(study.storage_path).resolve() / study.experiment
     with start_study_run(study.experiment, study_dir, {"model": inputs.model, "problems": len(inputs.problems),
+                                                       "data_content_hash": inputs.data.content_hash,
                                                        **inputs.data.stats}) as parent:
+        if inputs.data.decontamination_report:
+            mlflow.log_artifact(inputs.data.decontamination_report)
         base_pass_at_1 = mlflow.get_run(parent.info.run_id).data.metrics.get("base_pass_at_1")
         if base_pass_at_1 is None:  # not yet scored by an earlier, interrupted invocation
             base_metrics, base_table = evaluate_base_model(inputs, evaluator)

@@ -7,6 +7,8 @@ otherwise the config names a Hugging Face model and an instruction dataset.
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
 from data_pipeline.config import DataConfig
 from data_pipeline.prepare import PreparedData, prepare_instruction_data
 from data_pipeline.synthetic_tasks import write_embedded_world
@@ -34,6 +36,10 @@ def prepare_study_inputs(config: StudyConfig) -> StudyInputs:
         model = ensure_tiny_llama(world["pretrain_corpus"], str(cache / "embedded" / "model"), config.embedded.model)
         data_config = (config.data or DataConfig()).model_copy(update={"path": world["instructions"]})
         problems_path = config.benchmark.problems or world["problems"]
-    data = prepare_instruction_data(data_config, str(cache / "prepared" / config.experiment))
-    return StudyInputs(model=model, data=data, max_seq_len=data_config.max_seq_len,
-                       problems=load_humaneval(problems_path))
+    problems = load_humaneval(problems_path)
+    # Decontamination (when configured) checks the training rows against what the study scores on.
+    benchmark_texts = [problem["prompt"] + problem["canonical_solution"] for problem in problems.values()]
+    tokenizer = AutoTokenizer.from_pretrained(model) if data_config.max_tokens is not None else None
+    data = prepare_instruction_data(data_config, str(cache / "prepared" / config.experiment),
+                                    benchmark_texts=benchmark_texts, tokenizer=tokenizer)
+    return StudyInputs(model=model, data=data, max_seq_len=data_config.max_seq_len, problems=problems)

@@ -7,14 +7,28 @@ from data_pipeline.config import DataConfig
 def test_defaults():
     config = DataConfig(path="data/train.jsonl")
     assert (config.format, config.validation_fraction, config.max_seq_len) == ("auto", 0.1, 256)
+    assert (config.on_bad_row, config.near_dedup, config.decontamination) == ("error", None, None)
+
+
+def test_nested_sections_take_their_defaults():
+    config = DataConfig(near_dedup={}, decontamination={"min_shared_ngrams": 2})
+    assert (config.near_dedup.threshold, config.near_dedup.num_perm) == (0.85, 128)
+    assert (config.decontamination.ngram_size, config.decontamination.min_shared_ngrams) == (13, 2)
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected_in_message"),
     [
         ({"max_char": 10}, "max_char"),
-        ({"format": "csv"}, "format"),
-        ({"format": "csv"}, "'jsonl'"),
+        ({"format": "xml"}, "format"),
+        ({"format": "xml"}, "'csv'"),
+        ({"on_bad_row": "ignore"}, "on_bad_row"),
+        ({"on_bad_row": "ignore"}, "'skip'"),
+        ({"columns": {"level": "hardness"}}, "'difficulty'"),
+        ({"min_tokens": 9, "max_tokens": 8}, "min_tokens (9) must not exceed max_tokens (8)"),
+        ({"near_dedup": {"threshold": 1.5}}, "near_dedup.threshold"),
+        ({"near_dedup": {}, "dedup": False}, "near_dedup needs dedup: true"),
+        ({"decontamination": {"ngram_size": 0}}, "decontamination.ngram_size"),
         ({"validation_fraction": 1.0}, "validation_fraction"),
         ({"validation_fraction": 0}, "validation_fraction"),
         ({"columns": {"prompt": "question"}}, "columns.prompt"),

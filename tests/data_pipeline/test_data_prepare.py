@@ -25,11 +25,14 @@ def test_prepare_cleans_splits_and_writes_parquet(raw_data, tmp_path):
     assert prepared.stats == {
         "rows_read": 215,
         "rows_after_length_filter": 210,
+        "removed_by_length_filter": 5,
         "rows_after_dedup": 200,
+        "removed_by_dedup": 10,
         "train_rows": prepared.stats["train_rows"],
         "validation_rows": 200 - prepared.stats["train_rows"],
     }
     train, validation = load_split(prepared.train_path), load_split(prepared.validation_path)
+    assert prepared.content_hash == prepare._content_hash(train, validation)  # the hash of what was written
     assert train.count() == prepared.stats["train_rows"] > 0
     assert validation.count() == prepared.stats["validation_rows"] > 0
     assert "order" in train.columns()
@@ -71,3 +74,47 @@ def test_malformed_input_fails_with_the_reader_error_not_a_ray_traceback(write_j
         prepare_instruction_data(DataConfig(path=str(path)), str(tmp_path / "prepared"))
     # Ray Data appends its retry hints on the following lines.
     assert str(error.value).splitlines()[0] == f"{path} line 2: missing field 'output'"
+
+
+PROBLEM = 'def add_3(x):\n    """Return x plus 3."""\n    return x + 3\n'
+LONG = ("Write a well documented Python function that sorts a list of numbers, validates its arguments, "
+        "handles empty inputs gracefully, raises a ValueError with a helpful message for bad values, and "
+        "returns a new list without modifying the input list.")
+
+
+@pytest.fixture
+def messy_data(write_jsonl, code_rows):
+    rows = code_rows(60)
+    rows += [{"instruction": f"Is {i} prime?", "output": "Yes"} for i in (2, 3, 5)]  # prose only (parses)
+    rows += [{"instruction": f"Broken {i}.", "output": "def broken(x:\n    return x"} for i in range(2)]
+    rows += [{"instruction": f"Assign {i}.", "output": "x = 1\n" * 40} for i in range(2)]  # 120 words
+    rows += [{"instruction": text, "output": "def f(xs):\n    return sorted(xs)"}
+             for text in (LONG, LONG.replace("helpful", "clear"))]  # near duplicates
+    rows += [{**rows[0], "instruction": rows[0]["instruction"].upper()}]  # exact duplicate
+    rows += [{"instruction": "Complete the following Python function.", "output": PROBLEM}]  # leaked
+    path = write_jsonl(rows)
+    with path.open("a") as f:
+        f.write("{not json\n")
+    return path
+
+
+def test_every_step_reports_rows_removed_and_decontamination_is_written(messy_data, tmp_path):
+    config = DataConfig(
+        path=str(messy_data), on_bad_row="skip", max_tokens=60, python_must_parse=True, drop_prose_only=True,
+        near_dedup={"threshold": 0.7}, decontamination={"ngram_size": 6}, validation_fraction=0.2,
+    )
+    prepared = prepare_instruction_data(config, str(tmp_path / "prepared"), benchmark_texts=[PROBLEM])
+    removed = {key.removeprefix("removed_by_"): value for key, value in prepared.stats.items() if "removed" in key}
+    assert prepared.stats["rows_read"] == 72
+    assert removed == {"skip_bad_rows": 1, "length_filter": 0, "token_filter": 2, "python_parse_filter": 2,
+                       "prose_filter": 3, "dedup": 1, "near_dedup": 1, "decontamination": 1}
+    assert prepared.stats["rows_after_decontamination"] == 61
+    assert prepared.stats["train_rows"] + prepared.stats["validation_rows"] == 61
+    report = json.loads(open(prepared.decontamination_report).read())
+    assert report["matches"] == [{"instruction": "Complete the following Python function.", "benchmark_index": 0,
+                                  "ngram": 'def add_3(x): """return x plus 3."""'}]
+
+
+def test_decontamination_needs_benchmark_texts(tmp_path):
+    with pytest.raises(ValueError, match="no benchmark_texts"):
+        prepare_instruction_data(DataConfig(path="x.jsonl", decontamination={}), str(tmp_path))

@@ -1,9 +1,11 @@
 import datasets
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from data_pipeline.config import DataConfig
-from data_pipeline.readers import read_instructions
+from data_pipeline.readers import read_instructions, to_instruction_table
+from data_pipeline.schema import ColumnMapping
 
 pytestmark = pytest.mark.usefixtures("ray_data")
 
@@ -65,13 +67,13 @@ def test_malformed_line_reports_the_mapped_source_name(write_jsonl):
         read_instructions(config).materialize()
 
 
-def test_parquet_with_column_mapping(tmp_path):
+def test_parquet_with_column_mapping_and_numeric_metadata(tmp_path):
     path = tmp_path / "train.parquet"
-    pd.DataFrame({"question": ["b", "a"], "answer": ["2", "1"], "id": [2, 1]}).to_parquet(path)
-    config = DataConfig(path=str(path), columns={"question": "instruction", "answer": "output"})
-    assert _rows(config) == [
-        {"instruction": "a", "input": "", "output": "1"},
-        {"instruction": "b", "input": "", "output": "2"},
+    pd.DataFrame({"question": ["b", "a"], "answer": ["2", "1"], "id": [2, 1], "level": [3, 1]}).to_parquet(path)
+    columns = {"question": "instruction", "answer": "output", "level": "difficulty"}
+    assert _rows(DataConfig(path=str(path), columns=columns)) == [
+        {"instruction": "a", "input": "", "output": "1", "difficulty": "1"},
+        {"instruction": "b", "input": "", "output": "2", "difficulty": "3"},
     ]
 
 
@@ -97,7 +99,67 @@ def test_hf_disk_missing_column_names_path_and_column(tmp_path):
 
 
 def test_unknown_extension_asks_for_explicit_format(tmp_path):
-    path = tmp_path / "train.csv"
-    path.write_text("instruction,output\na,1\n")
-    with pytest.raises(ValueError, match="cannot infer the format"):
+    path = tmp_path / "train.tsv"
+    path.write_text("instruction\toutput\na\t1\n")
+    with pytest.raises(ValueError, match="cannot infer the format.*'csv'"):
         read_instructions(DataConfig(path=str(path)))
+
+
+CSV = (
+    "question,answer,level,notes\n"
+    'Reverse a list.,"def rev(xs):\n    return xs[::-1]",easy,x\n'
+    "\n"
+    "Add one.,x + 1,hard,y\n"
+)
+
+
+def test_csv_with_schema_mapping_and_metadata(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text(CSV)
+    columns = {"question": "instruction", "answer": "output", "level": "difficulty"}
+    config = DataConfig(path=str(path), columns=columns)
+    assert _rows(config) == [
+        {"instruction": "Add one.", "input": "", "output": "x + 1", "difficulty": "hard"},
+        {"instruction": "Reverse a list.", "input": "", "output": "def rev(xs):\n    return xs[::-1]",
+         "difficulty": "easy"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad_record", "problem"),
+    [("Too,many,fields,here,now", "expected 4 fields, got 5"), ('"Unclosed,quote', "malformed CSV")],
+)
+def test_malformed_csv_row_names_file_and_line(tmp_path, bad_record, problem):
+    path = tmp_path / "train.csv"
+    path.write_text(CSV + bad_record + "\n")
+    config = DataConfig(path=str(path), columns={"question": "instruction", "answer": "output"})
+    with pytest.raises(ValueError, match=f"{path} line 6: {problem}"):
+        read_instructions(config).materialize()
+
+
+def test_csv_missing_column_names_file_and_column(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text(CSV)
+    with pytest.raises(ValueError, match=f"{path}: missing column 'instruction'"):
+        read_instructions(DataConfig(path=str(path))).materialize()
+
+
+def test_skip_mode_flags_bad_rows_instead_of_raising(write_jsonl):
+    path = write_jsonl([{"instruction": "a", "output": "1", "topic": "lists"}, {"instruction": "b"}])
+    with path.open("a") as f:
+        f.write("not json\n")
+    config = DataConfig(path=str(path), on_bad_row="skip", columns={"topic": "topic"})
+    rows = read_instructions(config).take_all()
+    assert [row["bad_row"] for row in rows] == [
+        None, f"{path} line 2: missing field 'output'", f"{path} line 3: invalid JSON (Expecting value at column 1)",
+    ]
+    assert rows[0] == {"instruction": "a", "input": "", "output": "1", "topic": "lists", "bad_row": None}
+
+
+def test_null_output_is_an_error_unless_skipping():
+    table = pa.table({"instruction": ["a", "b"], "answer": ["1", None]})
+    mapping = ColumnMapping.from_config({"answer": "output"})
+    with pytest.raises(ValueError, match="origin: column 'answer' has 1 null values"):
+        to_instruction_table(table, mapping, "origin", skip_bad_rows=False)
+    flagged = to_instruction_table(table, mapping, "origin", skip_bad_rows=True)
+    assert flagged["bad_row"].to_pylist() == [None, "origin: a row has a null instruction or output"]
