@@ -1,7 +1,11 @@
-"""`ray job submit` path: a local Ray head with a dashboard, the study submitted as a job."""
+"""`ray job submit` path: a local Ray head with a dashboard, jobs submitted with the repository as
+working directory. (The study itself runs end to end in tests/tune; here the job environment is
+checked: upload, PYTHONPATH, token, forwarded MLflow URI, sandbox actors on the cluster.)"""
 
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -35,7 +39,8 @@ def ray_head():
     head = subprocess.Popen(
         ["ray", "start", "--head", "--block", f"--port={_free_port()}", f"--dashboard-port={dashboard}",
          "--dashboard-host=127.0.0.1", "--num-cpus=2", "--include-dashboard=true", f"--temp-dir={temp_dir}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": ""})
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": ""},
+        start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 90
     while True:
@@ -48,20 +53,29 @@ def ray_head():
                 pytest.fail("the Ray head did not start")
             time.sleep(1)
     yield address
-    head.terminate()
-    head.wait(timeout=90)
+    os.killpg(head.pid, signal.SIGKILL)  # the head and every Ray process it started
+    head.wait()
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_submitted_study_succeeds_and_logs_to_mlflow(ray_head, tiny_study, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    overrides = [o for o in tiny_study if not o.startswith("search.num_samples")] + ["search.num_samples=1"]
-    client, job_id = submit(ray_head, ["tune/lora_search.py", *overrides], extra_env={"MLFLOW_TRACKING_URI": uri})
-    status = wait(client, job_id, timeout_s=480)
+def _run_job(address: str, args: list[str], uri: str) -> str:
+    client, job_id = submit(address, args, extra_env={"MLFLOW_TRACKING_URI": uri})
+    status = wait(client, job_id, timeout_s=300)
     logs = client.get_job_logs(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
-    assert "base model pass_at_1" in logs
+    return logs
 
-    tracking = mlflow.MlflowClient(uri)
-    runs = tracking.search_runs([tracking.get_experiment_by_name("lora_search").experiment_id])
-    assert {run.data.tags.get("condition") for run in runs} >= {"base", "lora"}
+
+def test_submitted_jobs_find_the_project_and_log_to_mlflow(ray_head, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "    return False\n"}) + "\n")
+
+    assert "key=value" in _run_job(ray_head, ["tune/lora_search.py", "--help"], uri)
+    logs = _run_job(ray_head, ["-m", "eval.execute", str(samples), "--backend", "ray", "--k", "1",
+                               "--mlflow-experiment", "submitted"], uri)
+
+    assert '{"pass_at_1": 0.0}' in logs
+    [run] = mlflow.MlflowClient(uri).search_runs(
+        [mlflow.MlflowClient(uri).get_experiment_by_name("submitted").experiment_id])
+    assert run.data.metrics == {"pass_at_1": 0.0}
