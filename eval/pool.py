@@ -46,7 +46,7 @@ class JudgePool:
 
 
 class LocalSandboxPool(JudgePool):
-    """Judges on this machine, ``threads`` programs at a time (default: one per core)."""
+    """Judges on this machine, ``threads`` programs at a time (default: one more than the cores)."""
 
     def __init__(
         self,
@@ -56,7 +56,8 @@ class LocalSandboxPool(JudgePool):
     ):
         self.limits = limits
         self._jails = JailPool(settings)
-        self._executor = ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1)
+        # One more than the cores: a thread is briefly idle between its server's runs.
+        self._executor = ThreadPoolExecutor(max_workers=threads or (os.cpu_count() or 1) + 1)
 
     def iter_check(self, jobs: list[Job]) -> Iterator[tuple[int, Verdict]]:
         futures = {
