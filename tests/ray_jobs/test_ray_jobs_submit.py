@@ -16,6 +16,7 @@ import pytest
 import ray
 from ray.job_submission import JobStatus
 
+from ray_jobs.jobs import client, job_table
 from ray_jobs.submit import submit, wait
 
 pytestmark = pytest.mark.slow
@@ -76,6 +77,8 @@ def test_submitted_jobs_find_the_project_and_log_to_mlflow(ray_head, tmp_path):
                                "--mlflow-experiment", "submitted"], uri)
 
     assert '{"pass_at_1": 0.0}' in logs
+    listed = "\n".join(job_table(client(ray_head)))
+    assert listed.count("SUCCEEDED") == 2 and "eval.execute" in listed
     [run] = mlflow.MlflowClient(uri).search_runs(
         [mlflow.MlflowClient(uri).get_experiment_by_name("submitted").experiment_id])
     assert run.data.metrics == {"pass_at_1": 0.0}
