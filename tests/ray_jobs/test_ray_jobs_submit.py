@@ -60,7 +60,8 @@ def ray_head():
 
 
 def _run_job(address: str, args: list[str], uri: str) -> str:
-    client, job_id = submit(address, args, extra_env={"MLFLOW_TRACKING_URI": uri})
+    # A loaded machine can take minutes to start the head's job agent.
+    client, job_id = submit(address, args, extra_env={"MLFLOW_TRACKING_URI": uri}, agent_wait_s=300)
     status = wait(client, job_id, timeout_s=300)
     logs = client.get_job_logs(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
