@@ -231,14 +231,14 @@ def test_cannot_trace_the_server(isolated, toy_problems):
 # -- machines without namespaces -------------------------------------------------------
 
 
-def _without_unshare(monkeypatch, tmp_path):
+def _without_unshare(monkeypatch):
     # As on a kernel that refuses namespaces: every `unshare` fails.
     monkeypatch.setattr(jail, "NAMESPACES", ("--no-such-namespace",))
     monkeypatch.setattr(jail, "_plans", {})
 
 
-def test_warns_loudly_when_namespaces_are_missing(toy_problems, monkeypatch, tmp_path):
-    _without_unshare(monkeypatch, tmp_path)
+def test_warns_loudly_when_namespaces_are_missing(toy_problems, monkeypatch):
+    _without_unshare(monkeypatch)
     with pytest.warns(RuntimeWarning, match="HAVE NETWORK ACCESS"):
         jails = JailPool(JailSettings(isolation="auto"))
         verdict = _attack(toy_problems, "return a + b", jails=jails)
@@ -246,8 +246,8 @@ def test_warns_loudly_when_namespaces_are_missing(toy_problems, monkeypatch, tmp
     jails.close()
 
 
-def test_refuses_to_run_without_isolation_when_required(toy_problems, monkeypatch, tmp_path):
-    _without_unshare(monkeypatch, tmp_path)
+def test_refuses_to_run_without_isolation_when_required(toy_problems, monkeypatch):
+    _without_unshare(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(IsolationError, match="refusing"):
