@@ -2,8 +2,11 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+import jinja2
+import jinja2.meta
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+JINJA_VARIABLES = ("instruction", "input")  # what a jinja_template is rendered with
 TargetColumn = Literal["instruction", "input", "output", "difficulty", "topic", "language"]
 
 
@@ -45,8 +48,26 @@ class DataConfig(BaseModel, extra="forbid"):
     decontamination: DecontaminationConfig | None = None
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     seed: int = 0
-    template: Literal["alpaca"] = "alpaca"
+    # alpaca: the Alpaca prompt; chat: the tokenizer's chat template; jinja: ``jinja_template``,
+    # rendered with ``instruction`` and ``input``, the response appended.
+    template: Literal["alpaca", "chat", "jinja"] = "alpaca"
+    jinja_template: str | None = None
     max_seq_len: int = Field(256, gt=0)
+    # Several tokenized examples per max_seq_len sequence, position_ids restarting for each.
+    packing: bool = False
+
+    @field_validator("jinja_template")
+    @classmethod
+    def _check_jinja_syntax(cls, source: str | None) -> str | None:
+        if source is not None:
+            try:
+                parsed = jinja2.Environment().parse(source)
+            except jinja2.TemplateSyntaxError as error:
+                raise ValueError(f"not a valid Jinja2 template (line {error.lineno}: {error.message})") from None
+            unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - set(JINJA_VARIABLES))
+            if unknown:
+                raise ValueError(f"uses undefined variables {unknown}; the variables are {list(JINJA_VARIABLES)}")
+        return source
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "DataConfig":
@@ -54,6 +75,12 @@ class DataConfig(BaseModel, extra="forbid"):
             low_value, high_value = getattr(self, low), getattr(self, high)
             if high_value is not None and low_value > high_value:
                 raise ValueError(f"{low} ({low_value}) must not exceed {high} ({high_value})")
+        if (self.template == "jinja") != (self.jinja_template is not None):
+            raise ValueError(
+                f"template is {self.template!r} and jinja_template is "
+                f"{'not set' if self.jinja_template is None else 'set'}: set jinja_template exactly "
+                "when template is 'jinja' (the allowed templates are 'alpaca', 'chat', 'jinja')"
+            )
         if self.near_dedup is not None and not self.dedup:
             raise ValueError("near_dedup needs dedup: true (exact copies are removed first)")
         targets = list(self.columns.values())

@@ -49,19 +49,21 @@ def find_match(tokens: list[str], index: NgramIndex, config: DecontaminationConf
 
 def decontaminate(
     ds: ray.data.Dataset, benchmark_texts: list[str], config: DecontaminationConfig
-) -> tuple[ray.data.Dataset, DecontaminationReport]:
-    """The rows of ``ds`` matching no benchmark text (materialized), and what was removed."""
+) -> tuple[ray.data.Dataset, ray.data.Dataset, DecontaminationReport]:
+    """The rows of ``ds`` matching no benchmark text (materialized), the removed rows, and what they matched."""
     index, too_short = benchmark_ngrams(benchmark_texts, config.ngram_size)
     marked = ds.map_batches(
         _mark_matches, batch_format="pyarrow", fn_kwargs={"index": index, "config": config}
     ).materialize()
-    removed = marked.filter(expr=col(_ITEM) >= 0).select_columns(["instruction", _ITEM, _NGRAM]).take_all()
+    removed = marked.filter(expr=col(_ITEM) >= 0)
+    found = removed.select_columns(["instruction", _ITEM, _NGRAM]).take_all()
     matches = sorted(
-        ({"instruction": r["instruction"], "benchmark_index": r[_ITEM], "ngram": r[_NGRAM]} for r in removed),
+        ({"instruction": r["instruction"], "benchmark_index": r[_ITEM], "ngram": r[_NGRAM]} for r in found),
         key=lambda match: (match["benchmark_index"], match["instruction"], match["ngram"]),
     )
     kept = marked.filter(expr=col(_ITEM) < 0).drop_columns([_ITEM, _NGRAM]).materialize()
-    return kept, DecontaminationReport(len(matches), matches, too_short)
+    report = DecontaminationReport(len(matches), matches, too_short)
+    return kept, removed.drop_columns([_ITEM, _NGRAM]), report
 
 
 def _mark_matches(table: pa.Table, index: NgramIndex, config: DecontaminationConfig) -> pa.Table:

@@ -1,50 +1,72 @@
-"""Row filters on instruction data: length in characters or tokens, code that parses, no prose-only answers."""
+"""Row filters on instruction data, as keep-masks over a batch: length in characters or tokens,
+code that parses, no prose-only answers, no bad rows; and one pass that applies them in turn."""
+
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray.data
 
+from data_pipeline.config import DataConfig
 from data_pipeline.responses import is_prose_only, python_parses
+from data_pipeline.schema import BAD_ROW_COLUMN
+from data_pipeline.shared_tokenizer import SharedTokenizer
 from data_pipeline.text import TEXT_COLUMNS, row_words
 
-
-def filter_by_length(ds: ray.data.Dataset, min_chars: int, max_chars: int) -> ray.data.Dataset:
-    """Keep rows whose instruction+input+output length lies in [min_chars, max_chars]."""
-    return ds.map_batches(
-        _within_length,
-        batch_format="pyarrow",
-        fn_kwargs={"min_chars": min_chars, "max_chars": max_chars},
-    )
+REJECTED_BY = "_rejected_by"  # index of the first filter that rejects a row; -1: kept
+Mask = Callable[[pa.Table], np.ndarray]  # True for the rows of a batch to keep
 
 
-def _within_length(table: pa.Table, min_chars: int, max_chars: int) -> pa.Table:
+def row_filters(config: DataConfig, tokenizer=None) -> list[tuple[str, Mask]]:
+    """The configured filters, by step name, in the order they apply."""
+    filters: list[tuple[str, Mask]] = []
+    if config.on_bad_row == "skip":
+        filters.append(("skip_bad_rows", good_rows))
+    filters.append(("length_filter", partial(within_length, min_chars=config.min_chars, max_chars=config.max_chars)))
+    if config.min_tokens > 0 or config.max_tokens is not None:
+        shared = None if tokenizer is None else SharedTokenizer(tokenizer)
+        filters.append(("token_filter", partial(
+            within_token_bounds, min_tokens=config.min_tokens, max_tokens=config.max_tokens, tokenizer=shared)))
+    if config.python_must_parse:
+        filters.append(("python_parse_filter", python_parse_mask))
+    if config.drop_prose_only:
+        filters.append(("prose_filter", has_code))
+    return filters
+
+
+def mark_rejected(table: pa.Table, masks: list[Mask]) -> pa.Table:
+    """Append ``REJECTED_BY``; each mask sees only the rows that the masks before it kept."""
+    rejected_by = np.full(table.num_rows, -1, np.int8)
+    alive = np.arange(table.num_rows)
+    for index, mask in enumerate(masks):
+        keep = mask(table if len(alive) == table.num_rows else table.take(alive))
+        rejected_by[alive[~keep]] = index
+        alive = alive[keep]
+    return table.append_column(REJECTED_BY, pa.array(rejected_by))
+
+
+def good_rows(table: pa.Table) -> np.ndarray:
+    """Rows not flagged bad by a reader skipping malformed rows."""
+    return pc.is_null(table[BAD_ROW_COLUMN]).to_numpy(zero_copy_only=False)
+
+
+def within_length(table: pa.Table, min_chars: int, max_chars: int) -> np.ndarray:
+    """Rows whose instruction+input+output length lies in [min_chars, max_chars]."""
     lengths = [pc.utf8_length(table[column]) for column in TEXT_COLUMNS]
     total = pc.add(pc.add(lengths[0], lengths[1]), lengths[2])
     keep = pc.and_(pc.greater_equal(total, min_chars), pc.less_equal(total, max_chars))
-    return table.filter(keep)
+    return keep.to_numpy(zero_copy_only=False)
 
 
-def filter_by_tokens(
-    ds: ray.data.Dataset, min_tokens: int, max_tokens: int | None, tokenizer=None
-) -> ray.data.Dataset:
-    """Keep rows whose instruction+input+output token count lies in [min_tokens, max_tokens].
+def within_token_bounds(table: pa.Table, min_tokens: int, max_tokens: int | None, tokenizer=None) -> np.ndarray:
+    """Rows whose instruction+input+output token count lies in [min_tokens, max_tokens].
 
     Tokens come from ``tokenizer`` (a Hugging Face tokenizer, no special tokens) or,
     without one, are whitespace-separated words. ``max_tokens=None``: no upper bound.
     """
-    return ds.map_batches(
-        within_token_bounds,
-        batch_format="pyarrow",
-        fn_kwargs={"min_tokens": min_tokens, "max_tokens": max_tokens, "tokenizer": tokenizer},
-    )
-
-
-def within_token_bounds(table: pa.Table, min_tokens: int, max_tokens: int | None, tokenizer=None) -> pa.Table:
-    """The rows of one batch whose token count is within bounds."""
     counts = _token_counts(table, tokenizer)
-    keep = (counts >= min_tokens) & (counts <= (max_tokens if max_tokens is not None else np.inf))
-    return table.filter(pa.array(keep))
+    return (counts >= min_tokens) & (counts <= (max_tokens if max_tokens is not None else np.inf))
 
 
 def _token_counts(table: pa.Table, tokenizer) -> np.ndarray:
@@ -55,24 +77,14 @@ def _token_counts(table: pa.Table, tokenizer) -> np.ndarray:
     return sum(np.array([len(ids) for ids in ids_per_row], np.int64) for ids_per_row in encoded)
 
 
-def filter_python_parses(ds: ray.data.Dataset) -> ray.data.Dataset:
-    """Keep rows whose response's Python code parses (see ``responses.python_parses``)."""
-    return ds.map_batches(python_parse_batch, batch_format="pyarrow")
-
-
-def python_parse_batch(table: pa.Table) -> pa.Table:
-    """The rows of one batch whose Python parses; a ``language`` column exempts other languages."""
+def python_parse_mask(table: pa.Table) -> np.ndarray:
+    """Rows whose response's Python parses (``responses.python_parses``); a ``language``
+    column exempts other languages."""
     languages = table["language"].to_pylist() if "language" in table.column_names else [None] * table.num_rows
-    keep = [python_parses(output, language) for output, language in zip(table["output"].to_pylist(), languages)]
-    return table.filter(pa.array(keep, pa.bool_()))
+    outputs = table["output"].to_pylist()
+    return np.array([python_parses(output, language) for output, language in zip(outputs, languages)], bool)
 
 
-def filter_prose_only(ds: ray.data.Dataset) -> ray.data.Dataset:
-    """Drop rows whose response has no code at all."""
-    return ds.map_batches(without_prose_only, batch_format="pyarrow")
-
-
-def without_prose_only(table: pa.Table) -> pa.Table:
-    """The rows of one batch whose response contains code."""
-    keep = [not is_prose_only(output) for output in table["output"].to_pylist()]
-    return table.filter(pa.array(keep, pa.bool_()))
+def has_code(table: pa.Table) -> np.ndarray:
+    """Rows whose response holds some code (not prose only)."""
+    return np.array([not is_prose_only(output) for output in table["output"].to_pylist()], bool)

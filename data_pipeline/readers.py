@@ -4,6 +4,7 @@ Columns follow ``data_pipeline.schema``: instruction, input, output, the mapped
 metadata columns and, with ``on_bad_row: skip``, the ``bad_row`` flag.
 """
 
+import math
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,6 +22,9 @@ _SUFFIXES = {"jsonl": (".jsonl", ".json"), "csv": (".csv",), "parquet": (".parqu
 _INFERRED = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 _TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_null)
 _METADATA_TYPES = (*_TEXT_TYPES, pa.types.is_integer, pa.types.is_floating)
+# Input bytes per block of a JSONL/CSV read. Fewer, larger blocks than Ray Data's default
+# split mean fewer tasks per pass, and each pass starts its tasks one at a time.
+_BLOCK_BYTES = 8 * 2**20
 
 
 def read_instructions(config: DataConfig) -> ray.data.Dataset:
@@ -33,7 +37,9 @@ def read_instructions(config: DataConfig) -> ray.data.Dataset:
     if fmt in ("jsonl", "csv"):
         source = JsonlInstructionSource if fmt == "jsonl" else CsvInstructionSource
         files = _data_files(config.path, _SUFFIXES[fmt])
-        return ray.data.read_datasource(source(files, mapping=mapping, skip_bad_rows=skip))
+        blocks = math.ceil(sum(Path(file).stat().st_size for file in files) / _BLOCK_BYTES)
+        return ray.data.read_datasource(source(files, mapping=mapping, skip_bad_rows=skip),
+                                        override_num_blocks=max(1, blocks))
     if fmt == "parquet":
         return _read_parquet(config.path, mapping, skip)
     return _read_hf_disk(config.path, mapping, skip)

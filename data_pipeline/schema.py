@@ -105,11 +105,6 @@ class RowBuffer:
         return pa.table({name: pa.array(values, pa.string()) for name, values in self._columns.items()})
 
 
-def without_bad_rows(ds: ray.data.Dataset) -> ray.data.Dataset:
-    """The rows not flagged bad, without the flag column."""
-    return ds.filter(expr=col(BAD_ROW_COLUMN).is_null()).drop_columns([BAD_ROW_COLUMN])
-
-
 def bad_row_problems(ds: ray.data.Dataset, limit: int) -> list[str]:
     """What is wrong with up to ``limit`` flagged rows."""
     flagged = ds.filter(expr=col(BAD_ROW_COLUMN).is_not_null()).select_columns([BAD_ROW_COLUMN])

@@ -1,12 +1,20 @@
-"""Alpaca prompt formatting and response-only-loss tokenization in Ray Data."""
+"""Prompt templates (Alpaca, the tokenizer's chat template, a Jinja2 template) and
+response-only-loss tokenization in Ray Data."""
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import chain
+from typing import Literal
 
+import jinja2
 import numpy as np
 import ray.data
-from ray.data import ActorPoolStrategy
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from data_pipeline.config import DataConfig
+from data_pipeline.shared_tokenizer import SharedTokenizer
 from data_pipeline.splits import ORDER_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -23,6 +31,7 @@ ALPACA_PROMPT_WITH_INPUT = (
 )
 IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
 _TOKENIZE_BATCH_SIZE = 1024
+_JINJA = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
 def format_prompt(instruction: str, input: str = "") -> str:
@@ -32,30 +41,115 @@ def format_prompt(instruction: str, input: str = "") -> str:
     return ALPACA_PROMPT.format(instruction=instruction)
 
 
+def render_jinja_prompt(source: str, instruction: str, input: str = "") -> str:
+    """A Jinja2 prompt template rendered with ``instruction`` and ``input``."""
+    return _compiled(source).render(instruction=instruction, input=input)
+
+
+@lru_cache(maxsize=8)
+def _compiled(source: str) -> jinja2.Template:
+    return _JINJA.from_string(source)
+
+
+def user_message(instruction: str, input: str) -> str:
+    """The chat user turn: the instruction, then the input (when not blank) after a blank line."""
+    return f"{instruction}\n\n{input}" if input.strip() else instruction
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """How a row becomes prompt text (no loss) and response text (loss), per ``DataConfig.template``.
+
+    Alpaca and Jinja rows are tokenized as [bos] + prompt + output + [eos]. A chat row is
+    the tokenizer's chat template as it renders a user turn and the assistant's answer: the
+    prompt is the conversation up to and including the generation prompt, the response is
+    the rest (the answer and the template's end-of-turn markup), with no tokens added.
+    """
+
+    kind: Literal["alpaca", "chat", "jinja"] = "alpaca"
+    jinja_template: str | None = None
+
+    @classmethod
+    def from_config(cls, config: DataConfig) -> "PromptTemplate":
+        return cls(config.template, config.jinja_template)
+
+    @property
+    def adds_bos_and_eos(self) -> bool:
+        return self.kind != "chat"
+
+    def check(self, tokenizer) -> None:
+        """Raise if ``tokenizer`` can't be used with this template."""
+        if self.kind == "chat" and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "data.template is 'chat' but the tokenizer has no chat template; "
+                "use data.template 'alpaca', or 'jinja' with data.jinja_template"
+            )
+
+    def prompts(self, instructions: Sequence[str], inputs: Sequence[str], tokenizer) -> list[str]:
+        """The prompt text of each row, as the model is asked at inference."""
+        if self.kind == "chat":
+            return _chat(tokenizer, [_user_turn(i, x) for i, x in zip(instructions, inputs)], True)
+        if self.kind == "jinja":
+            return [render_jinja_prompt(self.jinja_template, i, x) for i, x in zip(instructions, inputs)]
+        return [format_prompt(i, x) for i, x in zip(instructions, inputs)]
+
+    def texts(self, batch: dict[str, Sequence[str]], tokenizer) -> tuple[list[str], list[str]]:
+        """The (prompt, response) texts of each row of a batch with instruction, input and output."""
+        prompts = self.prompts(batch["instruction"], batch["input"], tokenizer)
+        if self.kind != "chat":
+            return prompts, list(batch["output"])
+        return prompts, _chat_responses(tokenizer, batch, prompts)
+
+
+def _user_turn(instruction: str, input: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": user_message(instruction, input)}]
+
+
+def _chat_responses(tokenizer, batch: dict[str, Sequence[str]], prompts: list[str]) -> list[str]:
+    """What the chat template renders after the generation prompt once the answer is added."""
+    turns = [_user_turn(i, x) for i, x in zip(batch["instruction"], batch["input"])]
+    answered = [turn + [{"role": "assistant", "content": output}] for turn, output in zip(turns, batch["output"])]
+    responses = []
+    for prompt, conversation in zip(prompts, _chat(tokenizer, answered, False)):
+        if not conversation.startswith(prompt):
+            raise ValueError(
+                "data.template is 'chat' but the tokenizer's chat template does not render an answered "
+                "conversation as its generation prompt followed by the answer; use data.template 'jinja'"
+            )
+        responses.append(conversation[len(prompt):])
+    return responses
+
+
+def _chat(tokenizer, conversations: list[list[dict]], add_generation_prompt: bool) -> list[str]:
+    if not conversations:
+        return []
+    return tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
 def tokenize_batch(
-    batch: dict[str, np.ndarray], tokenizer, max_seq_len: int
+    batch: dict[str, np.ndarray], tokenizer, max_seq_len: int, template: PromptTemplate = PromptTemplate()
 ) -> dict[str, np.ndarray]:
     """Tokenize instruction rows into fixed-width ``input_ids``, ``labels``, ``attention_mask``.
 
-    Each row is [bos] + prompt + output + eos, right-padded with the pad token; an
-    ``order`` column, if present, is carried through.
-    Labels are IGNORE_INDEX on the prompt and padding, so the loss covers only the
-    response. Too-long rows lose tokens from the end; rows whose prompt alone
-    reaches ``max_seq_len`` are dropped and counted in a warning.
+    Rows are right-padded with the pad token; an ``order`` column, if present, is
+    carried through. Labels are IGNORE_INDEX on the prompt and padding, so the loss
+    covers only the response. Too-long rows lose tokens from the end; rows whose prompt
+    alone reaches ``max_seq_len`` are dropped and counted in a warning.
     """
+    template.check(tokenizer)
     _require_special_tokens(tokenizer)
-    prompts = [format_prompt(i, x) for i, x in zip(batch["instruction"], batch["input"])]
+    prompts, responses = template.texts(batch, tokenizer)
     # Separate encodings make the prompt/response boundary exact in token space.
-    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(list(batch["output"]), add_special_tokens=False)["input_ids"]
-    bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+    prompt_ids, response_ids = _encode(tokenizer, prompts), _encode(tokenizer, responses)
+    bos, eos = [], []
+    if template.adds_bos_and_eos:
+        bos, eos = ([] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]), [tokenizer.eos_token_id]
 
     rows, kept = [], []
     for index, (prompt, response) in enumerate(zip(prompt_ids, response_ids)):
         prompt = bos + prompt
         if len(prompt) < max_seq_len:
-            ids = (prompt + response + [tokenizer.eos_token_id])[:max_seq_len]
-            rows.append((ids, len(prompt)))
+            rows.append(((prompt + response + eos)[:max_seq_len], len(prompt)))
             kept.append(index)
     dropped = len(prompt_ids) - len(rows)
     if dropped:
@@ -66,15 +160,26 @@ def tokenize_batch(
     return tokenized
 
 
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids without special tokens; straight from the Rust tokenizer when there is one."""
+    if not texts:
+        return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
+
+
 def _pad(rows: list[tuple[list[int], int]], width: int, pad_id: int) -> dict[str, np.ndarray]:
+    lengths = np.array([len(ids) for ids, _ in rows], np.int64)
+    prompt_lengths = np.array([prompt_len for _, prompt_len in rows], np.int64)
+    columns = np.arange(width)
+    real = columns < lengths[:, None]
     input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)
-    attention_mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, (ids, prompt_len) in enumerate(rows):
-        input_ids[i, : len(ids)] = ids
-        labels[i, prompt_len : len(ids)] = ids[prompt_len:]
-        attention_mask[i, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+    input_ids[real] = np.fromiter(chain.from_iterable(ids for ids, _ in rows), np.int64, int(lengths.sum()))
+    trained = real & (columns >= prompt_lengths[:, None])
+    labels = np.where(trained, input_ids, IGNORE_INDEX)
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": real.astype(np.int64)}
 
 
 def _require_special_tokens(tokenizer) -> None:
@@ -83,46 +188,28 @@ def _require_special_tokens(tokenizer) -> None:
             raise ValueError(f"tokenizer has no {name}; set it before tokenizing")
 
 
-class _Tokenize:
-    """Ray Data UDF: each actor receives the tokenizer once, then reuses it per batch."""
-
-    def __init__(self, tokenizer, max_seq_len: int):
-        self._tokenizer = tokenizer
-        self._max_seq_len = max_seq_len
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        tokenized = tokenize_batch(batch, self._tokenizer, self._max_seq_len)
-        # Ray Data can't convert a (0, width) array to an Arrow tensor column and falls
-        # back to pickled objects for it, so a batch with every row dropped yields nothing.
-        if len(tokenized["input_ids"]):
-            yield tokenized
+def _tokenize_nonempty(
+    batch: dict[str, np.ndarray], tokenizer, max_seq_len: int, template: PromptTemplate
+) -> Iterator[dict[str, np.ndarray]]:
+    tokenized = tokenize_batch(batch, tokenizer, max_seq_len, template)
+    # Ray Data can't convert a (0, width) array to an Arrow tensor column and falls
+    # back to pickled objects for it, so a batch with every row dropped yields nothing.
+    if len(tokenized["input_ids"]):
+        yield tokenized
 
 
 def tokenize_dataset(
-    ds: ray.data.Dataset,
-    tokenizer,
-    max_seq_len: int,
-    *,
-    concurrency: int | tuple[int, int] | None = None,
+    ds: ray.data.Dataset, tokenizer, max_seq_len: int, *, template: PromptTemplate = PromptTemplate()
 ) -> ray.data.Dataset:
-    """Tokenize instruction rows in Ray Data with a pool of tokenizer actors.
+    """Tokenize instruction rows (see ``tokenize_batch``) in stateless Ray tasks.
 
-    ``concurrency`` is a fixed pool size or a (min, max) range; None leaves the
-    pool size to Ray Data's autoscaling.
+    Each worker process unpickles the tokenizer once (``SharedTokenizer``), not once per task.
     """
+    template.check(tokenizer)
     _require_special_tokens(tokenizer)
     return ds.map_batches(
-        _Tokenize,
+        _tokenize_nonempty,
         batch_size=_TOKENIZE_BATCH_SIZE,
         batch_format="numpy",
-        fn_constructor_kwargs={"tokenizer": tokenizer, "max_seq_len": max_seq_len},
-        compute=_actor_pool(concurrency),
+        fn_kwargs={"tokenizer": SharedTokenizer(tokenizer), "max_seq_len": max_seq_len, "template": template},
     )
-
-
-def _actor_pool(concurrency: int | tuple[int, int] | None) -> ActorPoolStrategy | None:
-    if concurrency is None:
-        return None
-    if isinstance(concurrency, int):
-        return ActorPoolStrategy(size=concurrency)
-    return ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])

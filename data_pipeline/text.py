@@ -2,6 +2,8 @@
 
 import hashlib
 
+import pyarrow as pa
+
 TEXT_COLUMNS = ("instruction", "input", "output")
 
 
@@ -14,6 +16,12 @@ def content_digest(instruction: str, input: str, output: str, salt: bytes = b"")
     """16-byte blake2b digest of ``salt`` followed by the row's normalized content."""
     content = normalized_content(instruction, input, output).encode()
     return hashlib.blake2b(salt + content, digest_size=16).digest()
+
+
+def row_digests(table: pa.Table, salt: bytes = b"") -> pa.Array:
+    """``content_digest`` of each row of a table with the text columns."""
+    rows = zip(*(table[column].to_pylist() for column in TEXT_COLUMNS))
+    return pa.array([content_digest(*row, salt=salt) for row in rows], pa.binary(16))
 
 
 def words(text: str) -> list[str]:

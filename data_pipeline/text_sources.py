@@ -1,5 +1,11 @@
-"""Line-oriented sources (JSON Lines, CSV) parsed with the stdlib so each bad row is named by file and line."""
+"""Line-oriented sources (JSON Lines, CSV) parsed with the stdlib so each bad row is named by file and line.
 
+A JSON Lines file is first read by Arrow's JSON reader; only a file it can't take as it
+stands (a malformed or non-string value, a missing field, anything the stdlib would read
+differently) goes through the line-by-line parser, which names or skips the bad rows.
+"""
+
+import codecs
 import csv
 import io
 import json
@@ -7,9 +13,11 @@ from collections.abc import Iterator
 from functools import partial
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 from ray.data.datasource import FileBasedDatasource
 
-from data_pipeline.schema import ColumnMapping, RowBuffer, record_values, type_name
+from data_pipeline.schema import BAD_ROW_COLUMN, ColumnMapping, RowBuffer, record_values, type_name
 
 
 class JsonlInstructionSource(FileBasedDatasource):
@@ -21,11 +29,42 @@ class JsonlInstructionSource(FileBasedDatasource):
         self._skip_bad_rows = skip_bad_rows
 
     def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
-        rows = RowBuffer(self._mapping, self._skip_bad_rows)
-        for line_number, raw in enumerate(f.readall().splitlines(), start=1):
-            if raw.strip():
-                rows.add(partial(parse_jsonl_line, raw, self._mapping, f"{path} line {line_number}"))
-        yield rows.table()
+        data = f.readall()
+        table = arrow_jsonl_table(data, self._mapping, self._skip_bad_rows)
+        if table is None:
+            rows = RowBuffer(self._mapping, self._skip_bad_rows)
+            for line_number, raw in enumerate(data.splitlines(), start=1):
+                if raw.strip():
+                    rows.add(partial(parse_jsonl_line, raw, self._mapping, f"{path} line {line_number}"))
+            table = rows.table()
+        yield table
+
+
+def arrow_jsonl_table(data: bytes, mapping: ColumnMapping, skip_bad_rows: bool) -> pa.Table | None:
+    """The rows of a JSON Lines file as the line-by-line parser would give them, or None
+    when a line needs that parser (to name the problem, skip the row, or read it as the stdlib does)."""
+    if data.startswith(codecs.BOM_UTF8):  # json.loads refuses a BOM
+        return None
+    sources = list(dict.fromkeys(mapping.sources.values()))
+    options = pa_json.ParseOptions(explicit_schema=pa.schema([(name, pa.string()) for name in sources]),
+                                   unexpected_field_behavior="ignore")
+    try:
+        data.decode("utf-8")
+        table = pa_json.read_json(pa.BufferReader(data), parse_options=options)
+    except (UnicodeDecodeError, pa.ArrowInvalid):
+        return None
+    # Arrow reads two objects on one line as two rows; json.loads refuses the line.
+    if table.num_rows != sum(1 for raw in data.splitlines() if raw.strip()):
+        return None
+    columns = {target: table[source] for target, source in mapping.sources.items()}
+    if columns["instruction"].null_count or columns["output"].null_count:
+        return None
+    columns["input"] = columns["input"].fill_null("")
+    for target in mapping.metadata:  # "" -> null, as for a missing value
+        columns[target] = pc.if_else(pc.equal(columns[target], ""), pa.scalar(None, pa.string()), columns[target])
+    if skip_bad_rows:
+        columns[BAD_ROW_COLUMN] = pa.nulls(table.num_rows, pa.string())
+    return pa.table(columns)
 
 
 def parse_jsonl_line(raw: bytes, mapping: ColumnMapping, where: str) -> dict[str, str | None]:

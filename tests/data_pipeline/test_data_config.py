@@ -36,6 +36,11 @@ def test_nested_sections_take_their_defaults():
         ({"columns": {"a": "output", "b": "output"}}, "'output'"),
         ({"min_chars": 50, "max_chars": 10}, "min_chars (50) must not exceed max_chars (10)"),
         ({"template": "chatml"}, "template"),
+        ({"template": "chatml"}, "'alpaca', 'chat' or 'jinja'"),
+        ({"template": "jinja"}, "template is 'jinja' and jinja_template is not set"),
+        ({"jinja_template": "{{ instruction }}"}, "template is 'alpaca' and jinja_template is set"),
+        ({"template": "jinja", "jinja_template": "{% if input %}"}, "jinja_template\n"),
+        ({"template": "jinja", "jinja_template": "{{ task }}"}, "undefined variables ['task']"),
     ],
 )
 def test_invalid_config_names_the_key(overrides, expected_in_message):

@@ -45,8 +45,9 @@ def test_decontaminate_reports_removed_rows_whatever_the_blocks(code_rows):
     for num_blocks in (1, 5):
         rows = random.Random(num_blocks).sample(clean + leaked, len(clean) + len(leaked))
         ds = ray.data.from_items(rows, override_num_blocks=num_blocks)
-        kept, report = decontaminate(ds, [OTHER, PROBLEM], config)
+        kept, removed, report = decontaminate(ds, [OTHER, PROBLEM], config)
         results.append((sorted(row["instruction"] for row in kept.take_all()), report))
+        assert sorted(removed.take_all(), key=str) == sorted(leaked, key=str)
     assert results[0] == results[1]
     kept, report = results[0]
     assert kept == sorted(row["instruction"] for row in clean)

@@ -5,7 +5,8 @@ import pytest
 import ray
 
 from data_pipeline.config import NearDedupConfig
-from data_pipeline.dedup import deduplicate_exact, deduplicate_near, near_duplicate_survivors
+from data_pipeline.dedup import deduplicate_exact
+from data_pipeline.near_dedup import deduplicate_near, near_duplicate_survivors
 
 pytestmark = pytest.mark.usefixtures("ray_data")
 
@@ -24,11 +25,19 @@ DUPLICATED = [
 
 
 def test_dedup_removes_normalised_copies_and_keeps_smallest_raw_copy():
-    kept = deduplicate_exact(ray.data.from_items(DUPLICATED)).take_all()
+    kept, removed = deduplicate_exact(ray.data.from_items(DUPLICATED, override_num_blocks=2), sample_size=5)
+    kept = kept.take_all()
     assert len(kept) == 3
     reversals = [row for row in kept if row["input"] == "" and row["output"].lower() == "xs[::-1]"]
     # "Reverse..." < "reverse..." in code-point order, so the capitalised copy survives.
     assert reversals == [_row("Reverse a list.", "xs[::-1]")]
+    assert removed == [_row("Reverse a list.", "xs[::-1]"), _row("reverse  a LIST.", "XS[::-1]")]
+
+
+def test_dedup_without_copies_keeps_every_row():
+    rows = [_row(f"task {i}", "x") for i in range(5)]
+    kept, removed = deduplicate_exact(ray.data.from_items(rows), sample_size=5)
+    assert sorted(kept.take_all(), key=str) == sorted(rows, key=str) and removed == []
 
 
 def test_dedup_survivors_do_not_depend_on_order_or_blocks():
@@ -39,9 +48,9 @@ def test_dedup_survivors_do_not_depend_on_order_or_blocks():
     for num_blocks, shuffle_seed in [(1, 0), (7, 1), (13, 2)]:
         shuffled = random.Random(shuffle_seed).sample(rows, len(rows))
         ds = ray.data.from_items(shuffled, override_num_blocks=num_blocks)
-        kept = deduplicate_exact(ds).take_all()
-        results.append(sorted(tuple(row.values()) for row in kept))
-    assert len(results[0]) == 303
+        kept, removed = deduplicate_exact(ds, sample_size=4, seed=3)
+        results.append((sorted(tuple(row.values()) for row in kept.take_all()), removed))
+    assert len(results[0][0]) == 303 and len(results[0][1]) == 4
     assert results[0] == results[1] == results[2]
 
 
@@ -62,8 +71,10 @@ def test_near_dedup_keeps_one_row_per_cluster_whatever_the_blocks():
     for num_blocks in (1, 6):
         shuffled = random.Random(num_blocks).sample(rows, len(rows))
         ds = ray.data.from_items(shuffled, override_num_blocks=num_blocks).materialize()
-        kept = deduplicate_near(ds, NearDedupConfig(threshold=0.7)).take_all()
-        results.append(sorted(row["instruction"] for row in kept))
+        kept, removed = deduplicate_near(ds, NearDedupConfig(threshold=0.7))
+        results.append(sorted(row["instruction"] for row in kept.take_all()))
+        assert sorted(row["instruction"] for row in removed.take_all() + kept.take_all()) == sorted(
+            row["instruction"] for row in rows)
     assert results[0] == results[1]
     assert len(results[0]) == 31
     assert sum(row["instruction"] in results[0] for row in near) == 1
@@ -85,4 +96,5 @@ def test_near_duplicate_survivors_drop_later_rows_similar_to_a_kept_one():
 
 def test_near_dedup_of_an_empty_dataset():
     ds = ray.data.from_items([_row("a", "b")]).filter(lambda row: False).materialize()
-    assert deduplicate_near(ds, NearDedupConfig()).count() == 0
+    kept, removed = deduplicate_near(ds, NearDedupConfig())
+    assert kept.count() == removed.count() == 0

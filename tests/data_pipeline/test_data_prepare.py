@@ -50,11 +50,11 @@ def test_second_call_reuses_the_result_until_config_or_input_change(
     config = DataConfig(path=str(raw_data))
     first = prepare_instruction_data(config, output_dir)
 
-    def fail(_config):
+    def fail(*args, **kwargs):
         raise AssertionError("prepared data was recomputed")
 
-    monkeypatch.setattr(prepare, "read_instructions", fail)
-    tokenization_only_change = config.model_copy(update={"max_seq_len": 512})
+    monkeypatch.setattr(prepare, "clean_instructions", fail)
+    tokenization_only_change = config.model_copy(update={"max_seq_len": 512, "packing": True})
     assert prepare_instruction_data(tokenization_only_change, output_dir) == first
     with pytest.raises(AssertionError, match="recomputed"):
         prepare_instruction_data(config.model_copy(update={"seed": 1}), output_dir)
@@ -110,6 +110,10 @@ def test_every_step_reports_rows_removed_and_decontamination_is_written(messy_da
                        "prose_filter": 3, "dedup": 1, "near_dedup": 1, "decontamination": 1}
     assert prepared.stats["rows_after_decontamination"] == 61
     assert prepared.stats["train_rows"] + prepared.stats["validation_rows"] == 61
+    samples = json.loads(open(prepared.removed_samples).read())
+    assert {step: len(rows) for step, rows in samples.items()} == {step: n for step, n in removed.items() if n}
+    assert samples["decontamination"] == [{"instruction": "Complete the following Python function.", "input": "",
+                                           "output": PROBLEM}]
     report = json.loads(open(prepared.decontamination_report).read())
     assert report["matches"] == [{"instruction": "Complete the following Python function.", "benchmark_index": 0,
                                   "ngram": 'def add_3(x): """return x plus 3."""'}]

@@ -1,3 +1,6 @@
+import json
+from functools import partial
+
 import datasets
 import pandas as pd
 import pyarrow as pa
@@ -5,7 +8,8 @@ import pytest
 
 from data_pipeline.config import DataConfig
 from data_pipeline.readers import read_instructions, to_instruction_table
-from data_pipeline.schema import ColumnMapping
+from data_pipeline.schema import ColumnMapping, RowBuffer
+from data_pipeline.text_sources import arrow_jsonl_table, parse_jsonl_line
 
 pytestmark = pytest.mark.usefixtures("ray_data")
 
@@ -163,3 +167,43 @@ def test_null_output_is_an_error_unless_skipping():
         to_instruction_table(table, mapping, "origin", skip_bad_rows=False)
     flagged = to_instruction_table(table, mapping, "origin", skip_bad_rows=True)
     assert flagged["bad_row"].to_pylist() == [None, "origin: a row has a null instruction or output"]
+
+
+def _line_by_line(data: bytes, mapping: ColumnMapping, skip: bool) -> pa.Table:
+    rows = RowBuffer(mapping, skip)
+    for raw in data.splitlines():
+        if raw.strip():
+            rows.add(partial(parse_jsonl_line, raw, mapping, "file"))
+    return rows.table()
+
+
+JSONL_MAPPING = ColumnMapping.from_config({"prompt": "instruction", "topic": "topic"})
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_arrow_reads_a_well_formed_jsonl_file_as_the_line_parser_does(skip):
+    lines = [
+        json.dumps({"prompt": "caf\u00e9 \U0001f600", "output": "1", "topic": "", "extra": [1, {"x": None}]}),
+        "",
+        json.dumps({"prompt": "b", "input": None, "output": "2\r\n", "topic": "loops"}, ensure_ascii=False),
+        "   ",
+        json.dumps({"prompt": "c", "input": "x", "output": "3"}),
+    ]
+    data = "\r\n".join(lines).encode()
+    table = arrow_jsonl_table(data, JSONL_MAPPING, skip)
+    assert table is not None and table.equals(_line_by_line(data, JSONL_MAPPING, skip))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"prompt": "a", "output": "1"} {"prompt": "b", "output": "2"}',  # two objects: json.loads refuses
+        b'\xef\xbb\xbf{"prompt": "a", "output": "1"}',  # a byte order mark: json.loads refuses
+        b'{"prompt": "a", "output": "1", "topic": 3}',  # a number: the line parser makes it "3"
+        b'{"prompt": "a", "prompt": "b", "output": "1"}',  # a repeated key: json.loads keeps the last
+        b'{"prompt": "a"}',  # a missing field: named or skipped
+        b'{"prompt": "\xff", "output": "1"}',  # not UTF-8
+    ],
+)
+def test_arrow_leaves_lines_it_would_read_differently_to_the_line_parser(line):
+    assert arrow_jsonl_table(line + b"\n", JSONL_MAPPING, skip_bad_rows=True) is None
