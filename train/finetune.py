@@ -42,8 +42,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     # A resumed run continues with the batches the interrupted one had not reached yet.
     batches = itertools.islice(batches, state.step * config.gradient_accumulation_steps, None)
     # Small enough to hold: each worker keeps its validation shard for every evaluation.
-    validation_batches = list(ray.train.get_dataset_shard("validation").iter_torch_batches(
-        batch_size=config.batch_size_per_worker, dtypes=torch.long))
+    validation_shard = ray.train.get_dataset_shard("validation")
+    validation_batches = [model_inputs(batch) for batch in validation_shard.iter_torch_batches(
+        batch_size=config.batch_size_per_worker, dtypes=torch.long)]
     meter = ThroughputMeter(flops_per_token, engine.device)
 
     while state.step < config.max_steps and not state.should_stop(config.selection):
@@ -80,14 +81,22 @@ def deepspeed_engine(model: torch.nn.Module, config: TrainConfig) -> deepspeed.D
 
 
 def endless_batches(shard, batch_size: int, seed: int):
-    """Epoch after epoch over this worker's shard, locally shuffled; padding beyond the longest
-    row of a batch is cut off."""
+    """Epoch after epoch over this worker's shard, locally shuffled, as model inputs."""
     for epoch in itertools.count():
         for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.long,
                                               local_shuffle_buffer_size=4 * batch_size,
                                               local_shuffle_seed=seed + epoch):
-            length = int(batch["attention_mask"].sum(dim=1).max())
-            yield {name: tensor[:, :length] for name, tensor in batch.items()}
+            yield model_inputs(batch)
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict:
+    """Padded rows lose the padding beyond the batch's longest row. Packed rows (``position_ids``,
+    no mask) are full already and need ``use_cache=False``: only without a KV cache does
+    transformers turn restarting ``position_ids`` into attention boundaries between examples."""
+    if "attention_mask" not in batch:
+        return {**batch, "use_cache": False}
+    length = int(batch["attention_mask"].sum(dim=1).max())
+    return {name: tensor[:, :length] for name, tensor in batch.items()}
 
 
 @torch.no_grad()

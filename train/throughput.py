@@ -47,7 +47,9 @@ class ThroughputMeter:
     def add(self, loss: float, batch: dict[str, torch.Tensor]) -> None:
         self.loss_sum += loss
         self.steps += 1
-        self.tokens += int(batch["attention_mask"].sum())
+        # Packed rows have no mask: every position is computed, the tail padding included.
+        mask = batch.get("attention_mask")
+        self.tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
         self.samples += len(batch["input_ids"])
 
     def summary(self) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
     python tune/lora_search.py [--config configs/lora_search.yaml] [key=value ...]
 
-Each trial is one Ray Train run (``train.lora_finetune``) on a nested subset of the cleaned
+Each trial is one Ray Train run (``train.finetune``) on a nested subset of the cleaned
 instruction data, scored during training by pass@1 on the benchmark in the sandbox; ASHA stops
 weak trials early. The base model is scored the same way first. Everything goes to MLflow under
 one parent run; an interrupted study resumes from its Tune state without redoing finished trials.
@@ -16,20 +16,21 @@ import mlflow
 import ray
 import ray.train
 import ray.tune
-from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from data_pipeline.packing import pack_dataset
 from data_pipeline.prepare import load_split
+from data_pipeline.report import write_data_report
 from data_pipeline.splits import ORDER_COLUMN, nested_size_subsets
-from data_pipeline.templates import tokenize_dataset
+from data_pipeline.templates import PromptTemplate, tokenize_dataset
 from eval.jail import JailSettings
 from eval.ray_pool import SandboxPool
 from eval.sandbox import SandboxLimits
 from train.config import TrainConfig
-from train.lora_finetune import train_loop_per_worker
+from train.trainer import build_trainer
 from tune.config import DEFAULT_CONFIG, StudyConfig, load_config
 from tune.evaluation import PassAtOneEvaluator
 from tune.study_inputs import StudyInputs, prepare_study_inputs
@@ -40,21 +41,34 @@ TABLE_COLUMNS = ("trial", "lora_rank", "lora_alpha", "learning_rate", "train_siz
 
 
 def trial_train_config(study: StudyConfig, model: str, hyperparameters: dict) -> TrainConfig:
+    """The study's train config with the trial's hyperparameters; checkpoints are ranked by the
+    search metric, since that is what the search compares."""
     lora = study.train.lora.model_copy(update={"rank": hyperparameters["lora_rank"],
                                                "alpha": hyperparameters["lora_alpha"]})
-    return study.train.model_copy(update={"model": model, "lora": lora,
+    selection = study.train.selection.model_copy(update={"metric": study.search.metric})
+    return study.train.model_copy(update={"model": model, "lora": lora, "selection": selection,
                                           "learning_rate": hyperparameters["learning_rate"]})
 
 
 def tokenized_datasets(study: StudyConfig, inputs: StudyInputs) -> dict[str, ray.data.Dataset]:
-    """Validation and one nested training subset per size in the search space, tokenized once for
-    the whole study and materialized, so trials start training without any data work."""
+    """Validation and one nested training subset per size in the search space, tokenized (and
+    packed, with ``data.packing``) once for the whole study and materialized, so trials start
+    training without any data work."""
     tokenizer = AutoTokenizer.from_pretrained(inputs.model)
-    train = tokenize_dataset(load_split(inputs.data.train_path), tokenizer, inputs.max_seq_len).materialize()
-    datasets = {f"train_{size}": subset.drop_columns([ORDER_COLUMN]).materialize()
+    template = PromptTemplate.from_config(inputs.data_config)
+
+    def tokenized(path: str) -> ray.data.Dataset:
+        return tokenize_dataset(load_split(path), tokenizer, inputs.max_seq_len, template=template)
+
+    def finished(subset: ray.data.Dataset) -> ray.data.Dataset:
+        if inputs.data_config.packing:
+            return pack_dataset(subset, inputs.max_seq_len, tokenizer.pad_token_id).materialize()
+        return subset.drop_columns([ORDER_COLUMN]).materialize()
+
+    train = tokenized(inputs.data.train_path).materialize()
+    datasets = {f"train_{size}": finished(subset)
                 for size, subset in nested_size_subsets(train, study.search.space.train_size).items()}
-    validation = tokenize_dataset(load_split(inputs.data.validation_path), tokenizer, inputs.max_seq_len)
-    datasets["validation"] = validation.drop_columns([ORDER_COLUMN]).materialize()
+    datasets["validation"] = finished(tokenized(inputs.data.validation_path))
     return datasets
 
 
@@ -62,21 +76,11 @@ def run_trial(hyperparameters: dict, study: StudyConfig, inputs: StudyInputs, da
               evaluator: PassAtOneEvaluator):
     """One trial: one distributed Ray Train run on the trial's training subset."""
     train_config = trial_train_config(study, inputs.model, hyperparameters)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"train": train_config.model_dump(), "evaluate": evaluator},
-        scaling_config=ray.train.ScalingConfig(num_workers=train_config.num_workers, use_gpu=train_config.use_gpu),
-        torch_config=TorchConfig(backend="nccl" if train_config.use_gpu else "gloo"),
-        datasets={"train": datasets[f"train_{hyperparameters['train_size']}"], "validation": datasets["validation"]},
-        run_config=ray.train.RunConfig(
-            name=f"{study.experiment}-{ray.tune.get_context().get_trial_id()}",
-            storage_path=str(Path(study.storage_path).resolve()),
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute=study.search.metric,
-                checkpoint_score_order=study.search.mode),
-            callbacks=[TuneReportCallback()],
-        ),
-    )
+    trainer = build_trainer(
+        train_config,
+        {"train": datasets[f"train_{hyperparameters['train_size']}"], "validation": datasets["validation"]},
+        name=f"{study.experiment}-{ray.tune.get_context().get_trial_id()}", storage_path=study.storage_path,
+        evaluate=evaluator, callbacks=[TuneReportCallback()])
     trainer.fit()
 
 
@@ -125,6 +129,15 @@ def evaluate_base_model(inputs: StudyInputs, evaluator: PassAtOneEvaluator) -> t
     return evaluator(model, tokenizer)
 
 
+def log_data_report(inputs: StudyInputs, study_dir: Path) -> None:
+    """The training data's length histograms, kept and removed samples and decontamination report."""
+    tokenizer = AutoTokenizer.from_pretrained(inputs.model)
+    for path in write_data_report(inputs.data, str(study_dir / "data_report"), tokenizer=tokenizer):
+        mlflow.log_artifact(path, artifact_path="data")
+    if inputs.data.decontamination_report:
+        mlflow.log_artifact(inputs.data.decontamination_report, artifact_path="data")
+
+
 def trial_table(results: ray.tune.ResultGrid, study: StudyConfig) -> list[dict]:
     """One row per trial: its hyperparameters and its best report by the search metric, best first."""
     metric, maximize = study.search.metric, study.search.mode == "max"
@@ -164,13 +177,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
                        num_cpus_per_worker=study.sandbox.cpus_per_worker,
                        settings=JailSettings(isolation=study.sandbox.isolation))
     evaluator = PassAtOneEvaluator(inputs.problems, pool, study.benchmark.prompt_style,
-                                   study.benchmark.max_new_tokens, study.benchmark.generation_batch_size)
+                                   study.benchmark.max_new_tokens, study.benchmark.generation_batch_size,
+                                   PromptTemplate.from_config(inputs.data_config))
     study_dir = Path(study.storage_path).resolve() / study.experiment
     with start_study_run(study.experiment, study_dir, {"model": inputs.model, "problems": len(inputs.problems),
                                                        "data_content_hash": inputs.data.content_hash,
                                                        **inputs.data.stats}) as parent:
-        if inputs.data.decontamination_report:
-            mlflow.log_artifact(inputs.data.decontamination_report)
+        log_data_report(inputs, study_dir)
         base_pass_at_1 = mlflow.get_run(parent.info.run_id).data.metrics.get("base_pass_at_1")
         if base_pass_at_1 is None:  # not yet scored by an earlier, interrupted invocation
             base_metrics, base_table = evaluate_base_model(inputs, evaluator)

@@ -7,7 +7,7 @@ def test_default_config_is_valid_and_embedded():
     config = load_config(DEFAULT_CONFIG)
     assert config.embedded is not None
     assert config.search.num_samples >= 4
-    assert config.train.deepspeed_config.endswith("zero2.json")
+    assert config.train.zero_stage == 2 and config.train.selection.keep_best == 2
 
 
 def test_overrides_set_nested_values_parsed_as_yaml():
