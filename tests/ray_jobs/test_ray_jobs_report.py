@@ -1,0 +1,266 @@
+"""The study report on a realistic experiment in a temporary MLflow database: its numbers against
+the per-problem tables, its warnings and escaping, the report run in MLflow, and the page as a
+browser renders it.
+
+The experiment: five conditions on HumanEval (41 problems, 0/1 outcomes, difficulties) and MBPP
+(20 problems, 5 samples each); lora-n1000 has two seeds and checkpoint runs; the lora conditions
+sweep train_size, base and icl-3shot differ in shots; the lora conditions all have lora_rank 16, so
+no lora_rank plot is drawn.
+"""
+
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.entities import Metric, Param
+
+from eval.significance import bootstrap_ci
+from ray_jobs.report import ReportError, main, write_report
+
+EXPERIMENT = "study <&> 1"
+ODD_TASK_ID = "HumanEval/<img src=x onerror=alert(9)>"
+FAILURES = ("failed", "timeout", "error:TypeError", "syntax_error")
+HUMANEVAL_PROBLEMS, MBPP_PROBLEMS, MBPP_SAMPLES = 41, 20, 5
+# condition -> its params, and per seed the HumanEval problems it solves and its MBPP boost (see _mbpp_passes).
+CONDITIONS = {
+    "base": ({"method": "base", "shots": "0"}, {"0": (range(8), 0)}),
+    "icl-3shot": ({"method": "icl", "shots": "3", "shot_strategy": "random"}, {"0": ([*range(6), *range(8, 14)], 1)}),
+    "lora-n100": ({"method": "lora", "lora_rank": "16", "train_size": "100"}, {"0": (range(15), 1)}),
+    "lora-n300": ({"method": "lora", "lora_rank": "16", "train_size": "300"}, {"0": (range(20), 2)}),
+    "lora-n1000": ({"method": "lora", "lora_rank": "16", "train_size": "1000"},
+                   {"0": (range(25), 3), "1": ([*range(23), 30], 2)}),
+}
+CHECKPOINTS = {50: range(10), 100: range(18), 150: range(25)}  # lora-n1000, seed 0, HumanEval
+
+
+def _humaneval_id(index: int) -> str:
+    return ODD_TASK_ID if index == 9 else f"HumanEval/{index}"
+
+
+def _humaneval_rows(solved) -> list[dict]:
+    solved = set(solved)
+    return [{"task_id": _humaneval_id(i), "n": 1, "c": int(i in solved), "pass_at_1": float(i in solved),
+             "dominant_failure": "" if i in solved else FAILURES[i % 4],
+             "difficulty": ("easy", "medium", "hard")[i % 3]} for i in range(HUMANEVAL_PROBLEMS)]
+
+
+def _mbpp_passes(index: int, boost: int) -> int:
+    """Problems 0-3 pass every sample under every condition; the rest pass (index % 3) + boost."""
+    return MBPP_SAMPLES if index < 4 else min(MBPP_SAMPLES, index % 3 + boost)
+
+
+def _mbpp_rows(boost: int) -> list[dict]:
+    rows = []
+    for i in range(MBPP_PROBLEMS):
+        c = _mbpp_passes(i, boost)
+        rows.append({"task_id": f"Mbpp/{i}", "n": MBPP_SAMPLES, "c": c, "pass_at_1": c / MBPP_SAMPLES,
+                     "dominant_failure": "" if c == MBPP_SAMPLES else FAILURES[i % 2]})
+    return rows
+
+
+def _log_run(client, experiment_id: str, tags: dict, params: dict, rows: list[dict] | None,
+             metrics: dict | None = None) -> None:
+    run_id = client.create_run(experiment_id, tags=tags).info.run_id
+    metrics = {**(metrics or {}), **({"pass_at_1": float(np.mean([row["pass_at_1"] for row in rows]))} if rows else {})}
+    client.log_batch(run_id, metrics=[Metric(name, value, 0, 0) for name, value in metrics.items()],
+                     params=[Param(name, value) for name, value in params.items()])
+    if rows is not None:
+        client.log_dict(run_id, rows, "per_problem.json")
+    client.set_terminated(run_id)
+
+
+def _build_experiment(client, artifacts: Path) -> None:
+    experiment_id = client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
+    for index, (condition, (params, seeds)) in enumerate(CONDITIONS.items()):
+        for seed, (solved, boost) in seeds.items():
+            run_params = {**params, "seed": seed}
+            tags = {"run_kind": "evaluation", "condition": condition, "model": "tiny"}
+            _log_run(client, experiment_id, {**tags, "benchmark": "humaneval"}, run_params,
+                     _humaneval_rows(solved), {"bleu": 0.2 + 0.05 * index})
+            _log_run(client, experiment_id, {**tags, "benchmark": "mbpp"}, run_params, _mbpp_rows(boost))
+    for step, solved in CHECKPOINTS.items():
+        _log_run(client, experiment_id, {"run_kind": "evaluation", "condition": "lora-n1000", "model": "tiny",
+                                         "benchmark": "humaneval", "checkpoint_step": str(step)},
+                 {**CONDITIONS["lora-n1000"][0], "seed": "0"}, _humaneval_rows(solved))
+    # Ignored: a training run, and an evaluation run without its per-problem table.
+    _log_run(client, experiment_id, {"run_kind": "training", "condition": "base", "benchmark": "humaneval"},
+             {}, _humaneval_rows(range(HUMANEVAL_PROBLEMS)))
+    _log_run(client, experiment_id, {"run_kind": "evaluation", "condition": "base", "benchmark": "humaneval"},
+             {}, None)
+    client.create_experiment("empty study", artifact_location=(artifacts / "empty").as_uri())
+
+
+def _expected_pass_at_1(condition: str, benchmark: str) -> np.ndarray:
+    """Per-problem pass@1 averaged over seeds, computed from the fixture's patterns."""
+    seeds = CONDITIONS[condition][1].values()
+    if benchmark == "humaneval":
+        per_seed = [[float(i in set(solved)) for i in range(HUMANEVAL_PROBLEMS)] for solved, _ in seeds]
+    else:
+        per_seed = [[_mbpp_passes(i, boost) / MBPP_SAMPLES for i in range(MBPP_PROBLEMS)] for _, boost in seeds]
+    return np.mean(per_seed, axis=0)
+
+
+class _Tables(HTMLParser):
+    """Every <table> of a page as rows of cell texts, with the attributes of each table and row."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[dict] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({"attrs": dict(attrs), "rows": []})
+        elif tag == "tr" and self.tables:
+            self.tables[-1]["rows"].append({"attrs": dict(attrs), "cells": []})
+        elif tag in ("td", "th") and self.tables:
+            self._cell = []
+        elif tag == "span" and self._cell is not None:
+            self._cell.append(" | ")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1]["rows"][-1]["cells"].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _tables(html: str) -> list[dict]:
+    parser = _Tables()
+    parser.feed(html)
+    return parser.tables
+
+
+def _table(tables: list[dict], **attrs) -> list[list[str]]:
+    return [row["cells"] for row in next(t for t in tables if attrs.items() <= t["attrs"].items())["rows"]]
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    _build_experiment(mlflow.MlflowClient(uri), root / "artifacts")
+    return uri
+
+
+@pytest.fixture(scope="module")
+def report(tracking_uri, tmp_path_factory) -> Path:
+    return write_report(EXPERIMENT, str(tmp_path_factory.mktemp("report")), tracking_uri=tracking_uri)
+
+
+def test_main_table_is_the_seed_averaged_per_problem_mean_with_its_bootstrap_ci(report):
+    rows = _table(_tables(report.read_text()), id="main-table")
+    assert rows[0] == ["condition", "humaneval", "mbpp"]
+    assert [row[0] for row in rows[1:]] == ["base", "icl-3shot", "lora-n100", "lora-n300", "lora-n1000"]
+    for condition, *cells in rows[1:]:
+        for benchmark, cell in zip(["humaneval", "mbpp"], cells):
+            values = _expected_pass_at_1(condition, benchmark)
+            low, high = bootstrap_ci(values)
+            assert cell.startswith(f"{100 * values.mean():.1f} [{100 * low:.1f}, {100 * high:.1f}] | n={len(values)}")
+    seeds = rows[-1][1]
+    assert f"2 seeds: {100 * 24 / 41:.1f}–{100 * 25 / 41:.1f}" in seeds  # the two seeds solve 24 and 25 of 41
+
+
+def test_other_metrics_and_header(report):
+    html = report.read_text()
+    metrics = _table(_tables(html), id="metrics-table")
+    assert metrics[0] == ["condition", "humaneval · bleu"]  # MBPP runs logged no bleu: no column for them
+    assert metrics[1] == ["base", "0.200"] and metrics[-1] == ["lora-n1000", "0.400"]
+    assert "5 conditions" in html and "humaneval (41 problems)" in html and "mbpp (20 problems)" in html
+    assert "Models: tiny" in html
+    assert "no or an empty per_problem.json" in html  # the evaluation run without one is named, not dropped silently
+
+
+def test_comparisons_warn_when_too_few_problems_to_tell(report):
+    tables = _tables(report.read_text())
+    humaneval = next(t for t in tables if t["attrs"].get("class") == "comparison-table")["rows"]
+    by_condition = {row["cells"][0]: row for row in humaneval[1:]}
+    assert set(by_condition) == {"icl-3shot", "lora-n100", "lora-n300", "lora-n1000"}
+    icl = by_condition["icl-3shot"]  # 8/41 against 12/41
+    assert icl["attrs"].get("class") == "too-small"
+    assert icl["cells"][1:4] == ["41", f"{800 / 41:.1f}", f"{1200 / 41:.1f}"] and icl["cells"][4].startswith("+9.8 [")
+    assert icl["cells"][5] == "McNemar" and "too small to tell" in icl["cells"][-1]
+    assert "class" not in by_condition["lora-n1000"]["attrs"]
+    mbpp = [t for t in tables if t["attrs"].get("class") == "comparison-table"][1]["rows"]
+    assert {row["cells"][5] for row in mbpp[1:]} == {"paired permutation"}  # fractions of 5 samples
+    p_values = [(float(row["cells"][6].lstrip("<")), float(row["cells"][7].lstrip("<"))) for table in tables
+                if table["attrs"].get("class") == "comparison-table" for row in table["rows"][1:]]
+    assert len(p_values) == 8 and all(holm >= p for p, holm in p_values)  # Holm over all 8 comparisons
+
+
+def test_disagreements_are_escaped_and_sorted_by_how_many_conditions_solve_them(report):
+    html = report.read_text()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(9)&gt;" in html
+    assert "study &lt;&amp;&gt; 1" in html
+    humaneval, mbpp = [t["rows"] for t in _tables(html) if t["attrs"].get("class") == "disagreement-table"]
+    header, *rows = [row["cells"] for row in humaneval]
+    assert header == ["task_id", "base", "icl-3shot", "lora-n100", "lora-n300", "lora-n1000", "solved by"]
+    assert {row[0] for row in rows} == {_humaneval_id(i) for i in [*range(6, 25), 30]}
+    assert rows[:3] == [["HumanEval/6", "✓", "✗", "✓", "✓", "✓", "4"],  # ties in natural task id order
+                        ["HumanEval/7", "✓", "✗", "✓", "✓", "✓", "4"],
+                        ["HumanEval/8", "✗", "✓", "✓", "✓", "✓", "4"]]
+    assert [ODD_TASK_ID, "✗", "✓", "✓", "✓", "✓", "4"] in rows
+    assert [float(row[-1]) for row in rows] == sorted((float(row[-1]) for row in rows), reverse=True)
+    assert ["HumanEval/30", "✗", "✗", "✗", "✗", "1/2", "0.5"] in rows  # solved by one of two seeds
+    assert not any(row["cells"][0] in {f"Mbpp/{i}" for i in range(4)} for row in mbpp)  # all agree
+
+
+def test_report_run_holds_the_report_in_mlflow(report, tracking_uri):
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    (run,) = client.search_runs([experiment_id], "tags.run_kind = 'report'")
+    assert run.info.status == "FINISHED" and run.data.params["reference"] == "base"
+    assert [item.path for item in client.list_artifacts(run.info.run_id)] == ["report.html"]
+
+
+def test_cli_writes_the_report_with_another_reference(tracking_uri, tmp_path, capsys):
+    assert main([EXPERIMENT, "--tracking-uri", tracking_uri, "--out", str(tmp_path),
+                 "--reference", "lora-n1000"]) == 0
+    assert str(tmp_path / "report.html") in capsys.readouterr().out
+    html = (tmp_path / "report.html").read_text()
+    assert "Paired comparisons against lora-n1000" in html
+    assert _table(_tables(html), id="main-table")[1][0] == "lora-n1000"
+
+
+def test_clear_errors(tracking_uri, tmp_path, capsys):
+    assert main(["no such study", "--tracking-uri", tracking_uri, "--out", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert "no experiment named 'no such study'" in error and EXPERIMENT in error and "empty study" in error
+    with pytest.raises(ReportError, match="has no evaluation runs"):
+        write_report("empty study", str(tmp_path), tracking_uri=tracking_uri)
+    with pytest.raises(ReportError, match="reference condition 'full' not in this experiment"):
+        write_report(EXPERIMENT, str(tmp_path), tracking_uri=tracking_uri, reference="full")
+
+
+def _system_chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def test_report_renders_in_a_browser(report):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser check needs playwright")
+    executable = _system_chromium()
+    if executable is None:
+        pytest.skip("no system Chromium (chromium, chromium-browser or google-chrome) on PATH")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        page = browser.new_page()
+        errors = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(report.as_uri())
+        widths = page.eval_on_selector_all("img", "images => images.map(image => image.naturalWidth)")
+        titles = page.eval_on_selector_all("figure h3", "headings => headings.map(h => h.textContent)")
+        n_tables = page.locator("table").count()
+        browser.close()
+    # train_size (lora), shots (base, icl); no lora_rank figure: every condition with one has 16.
+    assert titles == ["pass@1 against train_size", "pass@1 against shots", "Checkpoint curves",
+                      "Failure categories", "Pass rate by difficulty"]
+    assert len(widths) == 5 and all(width > 0 for width in widths)
+    assert n_tables == 6  # main, other metrics, a comparison and a disagreement table per benchmark
+    assert errors == []
