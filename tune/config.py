@@ -90,7 +90,8 @@ class ConfigError(ValueError):
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """``a.b=value`` sets ``raw["a"]["b"]``; values are parsed as YAML (``3e-4``, ``[4, 8]``, ``null``)."""
+    """``a.b=value`` sets ``raw["a"]["b"]``, ``a.0.b=value`` the first item of list ``a``; values are
+    parsed as YAML (``3e-4``, ``[4, 8]``, ``null``)."""
     for override in overrides:
         key, sep, value = override.partition("=")
         if not sep or not key:
@@ -98,11 +99,25 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         *parents, leaf = key.split(".")
         node = raw
         for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {override!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(value)
+            node = _child(node, part, override)
+        if isinstance(node, list):
+            node[_index(node, leaf, override)] = yaml.safe_load(value)
+        else:
+            node[leaf] = yaml.safe_load(value)
     return raw
+
+
+def _child(node: dict | list, part: str, override: str) -> dict | list:
+    child = node[_index(node, part, override)] if isinstance(node, list) else node.setdefault(part, {})
+    if not isinstance(child, (dict, list)):
+        raise ConfigError(f"override {override!r}: {part!r} is not a section")
+    return child
+
+
+def _index(items: list, part: str, override: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(f"override {override!r}: {part!r} is not an index of a list of {len(items)} items")
+    return int(part)
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] = ()) -> StudyConfig:
@@ -110,13 +125,13 @@ def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] = ()) ->
     try:
         config = StudyConfig.model_validate(apply_overrides(raw, list(overrides)))
     except ValidationError as error:
-        raise ConfigError(f"invalid config {path}:\n{_describe(error)}") from None
+        raise ConfigError(f"invalid config {path}:\n{describe(error)}") from None
     if config.embedded is None and (config.data is None or not config.data.path or not config.train.model):
         raise ConfigError(f"invalid config {path}: with embedded: null, set data.path and train.model")
     return config
 
 
-def _describe(error: ValidationError) -> str:
+def describe(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
         key = ".".join(str(part) for part in problem["loc"])

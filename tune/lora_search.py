@@ -162,14 +162,9 @@ def format_table(rows: list[dict], base_pass_at_1: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("overrides", nargs="*", help="key=value, e.g. train.max_steps=100")
-    args = parser.parse_args(argv)
-    study = load_config(args.config, args.overrides)
-
-    ray.init(ignore_reinit_error=True, log_to_driver=False)
+def run_search(study: StudyConfig) -> tuple[list[dict], float]:
+    """Runs the study (or resumes it) on the connected Ray cluster; returns the trial table, best
+    first, and the base model's pass@1."""
     inputs = prepare_study_inputs(study)
     uri = tracking_uri(study.mlflow_tracking_uri)
     mlflow.set_tracking_uri(uri)
@@ -198,6 +193,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         mlflow.log_dict(rows, "trials.json")
         if rows:
             mlflow.log_metric("best_pass_at_1", rows[0]["pass_at_1"])
+    return rows, base_pass_at_1
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    parser.add_argument("overrides", nargs="*", help="key=value, e.g. train.max_steps=100")
+    args = parser.parse_args(argv)
+    study = load_config(args.config, args.overrides)
+    ray.init(ignore_reinit_error=True, log_to_driver=False)
+    rows, base_pass_at_1 = run_search(study)
     print(format_table(rows, base_pass_at_1))
     return rows
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tune.config import DEFAULT_CONFIG, ConfigError, load_config
+from tune.config import DEFAULT_CONFIG, ConfigError, apply_overrides, load_config
 
 
 def test_default_config_is_valid_and_embedded():
@@ -44,3 +44,11 @@ def test_override_without_equals_sign_is_an_error():
 def test_non_embedded_study_needs_model_and_data(tmp_path):
     with pytest.raises(ConfigError, match="data.path and train.model"):
         load_config(DEFAULT_CONFIG, ["embedded=null"])
+
+
+def test_overrides_reach_into_lists_by_index():
+    raw = {"conditions": [{"name": "base"}, {"name": "lora", "finetune": {"final_max_steps": 1500}}]}
+    apply_overrides(raw, ["conditions.1.finetune.final_max_steps=4", "conditions.0.name=zero-shot"])
+    assert raw["conditions"] == [{"name": "zero-shot"}, {"name": "lora", "finetune": {"final_max_steps": 4}}]
+    with pytest.raises(ConfigError, match="'2' is not an index of a list of 2 items"):
+        apply_overrides(raw, ["conditions.2.name=x"])

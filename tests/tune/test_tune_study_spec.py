@@ -1,0 +1,67 @@
+import pytest
+
+from tune.config import ConfigError
+from tune.study_spec import STUDIES_DIR, load_study_spec
+
+EMBEDDED = sorted(STUDIES_DIR.glob("*_embedded.yaml"))
+CLUSTER = sorted(set(STUDIES_DIR.glob("*.yaml")) - set(EMBEDDED))
+
+
+def test_every_reference_study_ships_in_an_embedded_and_a_cluster_version():
+    assert [path.name.removesuffix("_embedded.yaml") for path in EMBEDDED] == \
+        [path.name.removesuffix(".yaml") for path in CLUSTER]
+    assert len(EMBEDDED) == 4
+
+
+@pytest.mark.parametrize("path", EMBEDDED, ids=lambda path: path.stem)
+def test_embedded_specs_need_no_download(path):
+    spec = load_study_spec(path)
+    assert spec.embedded is not None
+    assert all(model.path is None for model in spec.models)
+    assert all(benchmark.path is None for benchmark in spec.benchmarks)
+
+
+@pytest.mark.parametrize("path", CLUSTER, ids=lambda path: path.stem)
+def test_cluster_specs_name_real_models_and_train_on_gpus(path):
+    spec = load_study_spec(path)
+    assert spec.embedded is None
+    assert all("/" in model.path for model in spec.models)  # Hugging Face ids
+    assert spec.train.use_gpu
+
+
+def test_the_icl_vs_lora_design_selects_shots_on_a_validation_benchmark_then_searches_lora():
+    spec = load_study_spec(STUDIES_DIR / "icl_vs_lora.yaml")
+    icl = next(condition for condition in spec.conditions if condition.kind == "icl")
+    lora = next(condition for condition in spec.conditions if condition.kind == "finetune")
+    assert icl.icl.shots == [0, 1, 3, 5] and [b.name for b in spec.validation_benchmarks] == ["mbpp"]
+    assert lora.finetune.search is not None and lora.finetune.final_max_steps == 1500
+    assert {b.name for b in spec.test_benchmarks} >= {"humaneval", "humaneval_plus", "multipl_e_cpp"}
+
+
+def test_condition_train_overrides_merge_into_the_study_train_section():
+    spec = load_study_spec(STUDIES_DIR / "methods_embedded.yaml")
+    full = next(condition for condition in spec.conditions if condition.name == "full")
+    config = spec.condition_train_config(full, "some/model")
+    assert (config.method, config.learning_rate, config.max_steps) == ("full", 0.0003, spec.train.max_steps)
+    assert config.model == "some/model"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("conditions=[{name: x, kind: prompting}]", "conditions.0.kind"),
+    ("conditions=[{name: x, kind: finetune, finetune: {train: {method: qlora}}}]", "method"),
+    ("conditions=[{name: x, kind: base, icl: {shots: [1]}}]", "remove its 'icl' section"),
+    ("benchmarks=[{name: b, problems: 'first ten'}]", "slice such as '0:20'"),
+    ("benchmarks=[{name: b, role: validation}]", "role: test"),
+    ("embedded=null", "models[tiny-llama].path"),
+    ("generation.temperature=-1", "generation.temperature"),
+])
+def test_bad_specs_name_the_key_and_what_is_allowed(override, message):
+    with pytest.raises(ConfigError, match="invalid study spec") as error:
+        load_study_spec(STUDIES_DIR / "icl_vs_lora_embedded.yaml", [override])
+    assert message in str(error.value)
+
+
+def test_unknown_condition_kind_lists_the_allowed_kinds():
+    with pytest.raises(ConfigError) as error:
+        load_study_spec(STUDIES_DIR / "icl_vs_lora_embedded.yaml", ["conditions=[{name: x, kind: prompting}]"])
+    assert "'base', 'icl' or 'finetune'" in str(error.value)

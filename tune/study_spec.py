@@ -1,0 +1,183 @@
+"""The typed spec of a whole study (``configs/studies/*.yaml``): models, conditions, benchmarks,
+metrics, seeds and budgets, loaded from YAML with ``key=value`` overrides.
+
+A condition is one way of getting answers from a model:
+
+- ``base``: the model as it is, zero-shot;
+- ``icl``: k-shot prompting, with k chosen among ``icl.shots`` on the validation benchmarks;
+- ``finetune``: a Ray Train run per training-set size (``train.method``: LoRA, IA3, prefix, full),
+  optionally after a Tune search of its hyperparameters, scored at every checkpoint and then on
+  every test benchmark from its best checkpoint.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, PositiveInt, ValidationError, model_validator
+
+from data_pipeline.config import DataConfig
+from eval.judge import JudgeSettings
+from eval.ray_generate import GenerationSettings
+from train.config import TrainConfig
+from tune.config import ConfigError, EmbeddedWorld, SandboxConfig, SearchConfig, Strict, apply_overrides, describe
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+STUDIES_DIR = PROJECT_ROOT / "configs" / "studies"
+BENCHMARK_FORMATS = ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "multipl_e", "livecodebench", "stdio_jsonl")
+
+
+class ModelSpec(Strict):
+    name: str
+    path: str | None = None  # a Hugging Face id or local dir; None with ``embedded``: the tiny model
+
+
+class BenchmarkSpec(Strict):
+    """``path: null`` with ``embedded`` set: the embedded world's held-out problems. ``problems``
+    keeps a slice of them, in file order (``"0:20"``), e.g. to split one set into validation and test."""
+
+    name: str
+    format: Literal[BENCHMARK_FORMATS] = "humaneval"  # type: ignore[valid-type]
+    path: str | None = None
+    problems: str | None = None
+    role: Literal["test", "validation"] = "test"
+
+    @model_validator(mode="after")
+    def _slice_parses(self) -> "BenchmarkSpec":
+        if self.problems is not None:
+            parse_slice(self.problems)
+        return self
+
+
+class ICLSpec(Strict):
+    """``shots``: the candidates for k; with more than one, each is scored on the validation
+    benchmarks and the best applied to the test benchmarks. Shots come from the training data."""
+
+    shots: list[int] = Field(default_factory=lambda: [0])
+    selection: Literal["fixed", "random", "bm25", "embedding"] = "random"
+    embedding_model: str | None = None  # local model dir for ``selection: embedding``; None: the study's model
+    chain_of_thought: bool = False
+
+
+class FinetuneSpec(Strict):
+    """``train``: overrides of the study's ``train`` section for this condition. ``data_variant``
+    picks the training rows: all of them (nested subsets by size) or an equal-size deep / diverse /
+    random subset. ``search``: a Tune search first; the best trial's hyperparameters are then
+    trained for ``final_max_steps``."""
+
+    train: dict = Field(default_factory=dict)
+    train_sizes: list[PositiveInt] | None = None  # None: every training row
+    data_variant: Literal["all", "deep", "diverse", "random"] = "all"
+    search: SearchConfig | None = None
+    final_max_steps: PositiveInt | None = None
+
+
+class ConditionSpec(Strict):
+    name: str
+    kind: Literal["base", "icl", "finetune"]
+    prompt_style: Literal["instruct", "completion"] = "instruct"
+    icl: ICLSpec | None = None
+    finetune: FinetuneSpec | None = None
+
+    @model_validator(mode="after")
+    def _settings_match_kind(self) -> "ConditionSpec":
+        if self.kind == "icl" and self.icl is None:
+            self.icl = ICLSpec()
+        if self.kind == "finetune" and self.finetune is None:
+            self.finetune = FinetuneSpec()
+        for section in ("icl", "finetune"):
+            if section != self.kind and getattr(self, section) is not None:
+                raise ValueError(f"condition {self.name!r} is kind {self.kind!r}: remove its {section!r} section")
+        return self
+
+
+class MetricsSpec(Strict):
+    """pass@k always; the reference metrics compare the answer with the benchmark's canonical
+    solution; ``codebertscore_model`` is a local model dir; ``judge`` an OpenAI-compatible endpoint."""
+
+    pass_at_k: list[PositiveInt] = Field(default_factory=lambda: [1])
+    bleu: bool = False
+    codebleu: bool = False
+    codebertscore_model: str | None = None
+    judge: JudgeSettings | None = None
+
+
+class StudySpec(Strict):
+    study: str  # the MLflow experiment
+    embedded: EmbeddedWorld | None = EmbeddedWorld()
+    models: list[ModelSpec] = Field(min_length=1)
+    data: DataConfig = DataConfig()
+    benchmarks: list[BenchmarkSpec] = Field(min_length=1)
+    conditions: list[ConditionSpec] = Field(min_length=1)
+    generation: GenerationSettings = GenerationSettings()
+    sandbox: SandboxConfig = SandboxConfig()
+    metrics: MetricsSpec = MetricsSpec()
+    train: TrainConfig = TrainConfig()
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    storage_path: str = "outputs/studies"
+    cache_dir: str = ".cache"
+    mlflow_tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StudySpec":
+        for kind, items in (("model", self.models), ("benchmark", self.benchmarks), ("condition", self.conditions)):
+            names = [item.name for item in items]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} names must be unique, got {names}")
+        if not self.test_benchmarks:
+            raise ValueError("at least one benchmark needs role: test")
+        for condition in self.conditions:
+            if condition.kind == "finetune":
+                try:
+                    self.condition_train_config(condition, "")
+                except ValidationError as error:
+                    raise ValueError(f"conditions[{condition.name}].finetune.train:\n{describe(error)}") from None
+        if self.embedded is None:
+            unset = [f"models[{m.name}].path" for m in self.models if m.path is None]
+            unset += [f"benchmarks[{b.name}].path" for b in self.benchmarks if b.path is None and b.format != "humaneval"]
+            unset += ["data.path"] if not self.data.path and self.needs_training_data else []
+            if unset:
+                raise ValueError(f"with embedded: null, set {', '.join(unset)}")
+        return self
+
+    @property
+    def test_benchmarks(self) -> list[BenchmarkSpec]:
+        return [benchmark for benchmark in self.benchmarks if benchmark.role == "test"]
+
+    @property
+    def validation_benchmarks(self) -> list[BenchmarkSpec]:
+        return [benchmark for benchmark in self.benchmarks if benchmark.role == "validation"]
+
+    @property
+    def needs_training_data(self) -> bool:
+        return any(condition.kind in ("icl", "finetune") for condition in self.conditions)
+
+    def condition_train_config(self, condition: ConditionSpec, model: str) -> TrainConfig:
+        """The study's ``train`` section with the condition's overrides merged in (nested keys too)."""
+        merged = _merged(self.train.model_dump(), {**condition.finetune.train, "model": model})
+        return TrainConfig.model_validate(merged)
+
+
+def _merged(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+def parse_slice(text: str) -> slice:
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return slice(int(start) if start else None, int(stop) if stop else None)
+    except ValueError:
+        raise ValueError(f"problems must be a slice such as '0:20' or '20:', got {text!r}") from None
+
+
+def load_study_spec(path: str | Path, overrides: list[str] = ()) -> StudySpec:
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        return StudySpec.model_validate(apply_overrides(raw, list(overrides)))
+    except ValidationError as error:
+        raise ConfigError(f"invalid study spec {path}:\n{describe(error)}") from None
