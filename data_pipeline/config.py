@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 JINJA_VARIABLES = ("instruction", "input")  # what a jinja_template is rendered with
 TargetColumn = Literal["instruction", "input", "output", "difficulty", "topic", "language"]
+CodeLanguage = Literal["python", "cpp", "java", "javascript"]  # code_languages.LANGUAGES
 
 
 class NearDedupConfig(BaseModel, extra="forbid"):
@@ -29,8 +30,11 @@ class DecontaminationConfig(BaseModel, extra="forbid"):
 class DataConfig(BaseModel, extra="forbid"):
     """Where the instruction data lives and how to clean, split and format it."""
 
+    # A file or directory; with format hf_hub, a Hugging Face Hub dataset id ("user/name").
     path: str = ""  # empty: the study fills it in (the embedded default's instruction set)
-    format: Literal["auto", "jsonl", "parquet", "csv", "hf_disk"] = "auto"
+    # hf_disk: a datasets.save_to_disk directory; hf_hub: downloaded (needs a network), never inferred.
+    format: Literal["auto", "jsonl", "parquet", "csv", "hf_disk", "hf_hub"] = "auto"
+    split: str = "train"  # the split of an hf_hub dataset
     # Source column name -> pipeline column name; difficulty/topic/language are read only if mapped.
     columns: dict[str, TargetColumn] = {}
     # error: a malformed row stops the run, naming file and line; skip: it is counted and dropped.
@@ -40,7 +44,13 @@ class DataConfig(BaseModel, extra="forbid"):
     # Bounds on instruction+input+output tokens (the tokenizer given to prepare, else words).
     min_tokens: int = Field(0, ge=0)
     max_tokens: int | None = Field(None, gt=0)
-    python_must_parse: bool = False  # Python code in the response (fenced or whole) must parse
+    # Python code in the response (fenced or whole) must parse; rows in other languages are exempt.
+    python_must_parse: bool = False
+    # Code in every language with a grammar (python, cpp, java, javascript) must parse, its language
+    # from the fence tag, else the row's language column, else any of them (see code_languages).
+    code_must_parse: bool = False
+    # Keep only responses whose code is in these languages (tag, language column, else detected).
+    languages: list[CodeLanguage] | None = Field(None, min_length=1)
     drop_prose_only: bool = False  # drop responses with no code at all
     dedup: bool = True
     near_dedup: NearDedupConfig | None = None
@@ -81,6 +91,8 @@ class DataConfig(BaseModel, extra="forbid"):
                 f"{'not set' if self.jinja_template is None else 'set'}: set jinja_template exactly "
                 "when template is 'jinja' (the allowed templates are 'alpaca', 'chat', 'jinja')"
             )
+        if "split" in self.model_fields_set and self.format != "hf_hub":
+            raise ValueError(f"split is read only with format 'hf_hub' (format is {self.format!r})")
         if self.near_dedup is not None and not self.dedup:
             raise ValueError("near_dedup needs dedup: true (exact copies are removed first)")
         targets = list(self.columns.values())

@@ -1,5 +1,6 @@
 """Row filters on instruction data, as keep-masks over a batch: length in characters or tokens,
-code that parses, no prose-only answers, no bad rows; and one pass that applies them in turn."""
+code that parses, code in the wanted languages, no prose-only answers, no bad rows; and one
+pass that applies them in turn."""
 
 from collections.abc import Callable
 from functools import partial
@@ -8,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from data_pipeline.code_languages import response_code_parses, response_in_languages
 from data_pipeline.config import DataConfig
 from data_pipeline.responses import is_prose_only, python_parses
 from data_pipeline.schema import BAD_ROW_COLUMN
@@ -30,6 +32,10 @@ def row_filters(config: DataConfig, tokenizer=None) -> list[tuple[str, Mask]]:
             within_token_bounds, min_tokens=config.min_tokens, max_tokens=config.max_tokens, tokenizer=shared)))
     if config.python_must_parse:
         filters.append(("python_parse_filter", python_parse_mask))
+    if config.code_must_parse:
+        filters.append(("code_parse_filter", code_parse_mask))
+    if config.languages is not None:
+        filters.append(("language_filter", partial(in_languages, languages=config.languages)))
     if config.drop_prose_only:
         filters.append(("prose_filter", has_code))
     return filters
@@ -80,9 +86,25 @@ def _token_counts(table: pa.Table, tokenizer) -> np.ndarray:
 def python_parse_mask(table: pa.Table) -> np.ndarray:
     """Rows whose response's Python parses (``responses.python_parses``); a ``language``
     column exempts other languages."""
+    return np.array([python_parses(output, language) for output, language in _outputs(table)], bool)
+
+
+def code_parse_mask(table: pa.Table) -> np.ndarray:
+    """Rows whose response's code parses in its language (``code_languages.response_code_parses``)."""
+    return np.array([response_code_parses(output, language) for output, language in _outputs(table)], bool)
+
+
+def in_languages(table: pa.Table, languages: list[str]) -> np.ndarray:
+    """Rows whose response's code may be in ``languages`` (``code_languages.response_in_languages``)."""
+    return np.array(
+        [response_in_languages(output, languages, language) for output, language in _outputs(table)], bool
+    )
+
+
+def _outputs(table: pa.Table) -> zip:
+    """(output, language) per row; the language is None without a ``language`` column."""
     languages = table["language"].to_pylist() if "language" in table.column_names else [None] * table.num_rows
-    outputs = table["output"].to_pylist()
-    return np.array([python_parses(output, language) for output, language in zip(outputs, languages)], bool)
+    return zip(table["output"].to_pylist(), languages)
 
 
 def has_code(table: pa.Table) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Read instruction data (JSONL, CSV, Parquet, `datasets.save_to_disk`) into a Ray Dataset.
+"""Read instruction data (JSONL, CSV, Parquet, `datasets.save_to_disk`, a Hugging Face Hub
+dataset) into a Ray Dataset.
 
 Columns follow ``data_pipeline.schema``: instruction, input, output, the mapped
 metadata columns and, with ``on_bad_row: skip``, the ``bad_row`` flag.
@@ -29,10 +30,14 @@ _BLOCK_BYTES = 8 * 2**20
 
 def read_instructions(config: DataConfig) -> ray.data.Dataset:
     """Read ``config.path`` as a Dataset in the pipeline's schema."""
-    if not Path(config.path).exists():
-        raise FileNotFoundError(f"data path {config.path} does not exist")
     mapping = ColumnMapping.from_config(config.columns)
     skip = config.on_bad_row == "skip"
+    if config.format == "hf_hub":
+        return _read_hf_hub(config.path, config.split, mapping, skip)
+    if not Path(config.path).exists():
+        raise FileNotFoundError(
+            f"data path {config.path} does not exist (for a Hugging Face Hub dataset id, set format: hf_hub)"
+        )
     fmt = _resolve_format(config.path, config.format)
     if fmt in ("jsonl", "csv"):
         source = JsonlInstructionSource if fmt == "jsonl" else CsvInstructionSource
@@ -61,7 +66,7 @@ def _resolve_format(path: str, fmt: str) -> str:
         raise ValueError(
             f"cannot infer the format of {path} (expected a .jsonl, .csv or .parquet file, a "
             "directory of one kind of them, or a datasets.save_to_disk directory); set format to "
-            "one of 'jsonl', 'csv', 'parquet', 'hf_disk'"
+            "one of 'jsonl', 'csv', 'parquet', 'hf_disk' ('hf_hub' for a Hugging Face Hub dataset id)"
         )
     return _INFERRED[candidates[0]]
 
@@ -98,9 +103,7 @@ def _read_hf_disk(path: str, mapping: ColumnMapping, skip: bool) -> ray.data.Dat
             f"{path} holds a DatasetDict with splits {sorted(loaded)}; "
             f"set path to one split, e.g. {Path(path) / next(iter(loaded))}"
         )
-    schema = loaded.data.schema
-    wanted = _wanted_columns(mapping, [schema.names])
-    _check_schema(path, schema, wanted, mapping)
+    wanted = _checked_hf_columns(loaded, path, mapping)
     # from_arrow instead of ray.data.from_huggingface: the latter may contact the Hub.
     table = loaded.select_columns(wanted).with_format("arrow")[:]
     return ray.data.from_arrow(table).map_batches(
@@ -108,6 +111,37 @@ def _read_hf_disk(path: str, mapping: ColumnMapping, skip: bool) -> ray.data.Dat
         batch_format="pyarrow",
         fn_kwargs={"mapping": mapping, "origin": path, "skip_bad_rows": skip},
     )
+
+
+def _read_hf_hub(dataset_id: str, split: str, mapping: ColumnMapping, skip: bool) -> ray.data.Dataset:
+    """Download one split of a Hub dataset (or take it from the local cache) with ``datasets``."""
+    import datasets  # heavy import, only needed for this format
+
+    try:
+        loaded = datasets.load_dataset(dataset_id, split=split)
+    except OSError as error:  # ConnectionError (offline), FileNotFoundError (no such dataset), HTTP errors
+        raise OSError(
+            f"could not download the Hugging Face dataset {dataset_id!r} (split {split!r}): {error}. "
+            "Without a network, save it where there is one with "
+            f"datasets.load_dataset({dataset_id!r}, split={split!r}).save_to_disk(DIR), copy DIR over and "
+            "read it with path: DIR and format: hf_disk"
+        ) from error
+    origin = f"{dataset_id} (split {split})"
+    wanted = _checked_hf_columns(loaded, origin, mapping)
+    # The selection makes from_huggingface convert the rows in memory rather than re-read the Hub's files.
+    return ray.data.from_huggingface(loaded.select_columns(wanted)).map_batches(
+        to_instruction_table,
+        batch_format="pyarrow",
+        fn_kwargs={"mapping": mapping, "origin": origin, "skip_bad_rows": skip},
+    )
+
+
+def _checked_hf_columns(loaded, origin: str, mapping: ColumnMapping) -> list[str]:
+    """The source columns to read from a ``datasets.Dataset``, after checking their types."""
+    schema = loaded.data.schema
+    wanted = _wanted_columns(mapping, [schema.names])
+    _check_schema(origin, schema, wanted, mapping)
+    return wanted
 
 
 def _wanted_columns(mapping: ColumnMapping, names_per_file: list[list[str]]) -> list[str]:

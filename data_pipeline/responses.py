@@ -40,7 +40,7 @@ def looks_like_code(line: str) -> bool:
         return True
     if text.startswith("<") and text.endswith(">"):
         return True
-    tree = _parse(text + " pass" if text.endswith(":") else text)
+    tree = parse_python(text + " pass" if text.endswith(":") else text)
     return tree is not None and any(_is_code_statement(node) for node in tree.body)
 
 
@@ -58,7 +58,7 @@ def python_parses(response: str, language: str | None = None) -> bool:
         return True
     blocks = code_blocks(response)
     sources = [code for tag, code in blocks if tag in PYTHON_TAGS] if blocks else [response]
-    return all(_parse(source) is not None for source in sources)
+    return all(parse_python(source) is not None for source in sources)
 
 
 def _is_code_statement(node: ast.stmt) -> bool:
@@ -68,7 +68,8 @@ def _is_code_statement(node: ast.stmt) -> bool:
     return not (isinstance(node, ast.AnnAssign) and node.value is None)
 
 
-def _parse(source: str) -> ast.Module | None:
+def parse_python(source: str) -> ast.Module | None:
+    """The module ``source`` parses to, or None where it is not valid Python (never raises)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. SyntaxWarning for invalid escape sequences
         try:

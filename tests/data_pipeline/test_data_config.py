@@ -41,9 +41,21 @@ def test_nested_sections_take_their_defaults():
         ({"jinja_template": "{{ instruction }}"}, "template is 'alpaca' and jinja_template is set"),
         ({"template": "jinja", "jinja_template": "{% if input %}"}, "jinja_template\n"),
         ({"template": "jinja", "jinja_template": "{{ task }}"}, "undefined variables ['task']"),
+        ({"languages": ["rust"]}, "languages.0"),
+        ({"languages": ["rust"]}, "'python', 'cpp', 'java' or 'javascript'"),
+        ({"languages": []}, "languages\n"),
+        ({"format": "xml"}, "'hf_hub'"),
+        ({"split": "test"}, "split is read only with format 'hf_hub' (format is 'auto')"),
     ],
 )
 def test_invalid_config_names_the_key(overrides, expected_in_message):
     with pytest.raises(ValidationError) as error:
         DataConfig(path="data/train.jsonl", **overrides)
     assert expected_in_message in str(error.value)
+
+
+def test_code_keys_and_hub_split():
+    config = DataConfig(path="user/instructions", format="hf_hub", split="test", code_must_parse=True,
+                        languages=["cpp", "java"])
+    assert (config.split, config.code_must_parse, config.languages) == ("test", True, ["cpp", "java"])
+    assert (DataConfig().split, DataConfig().code_must_parse, DataConfig().languages) == ("train", False, None)

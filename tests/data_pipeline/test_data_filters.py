@@ -4,7 +4,9 @@ import pyarrow as pa
 from data_pipeline.config import DataConfig
 from data_pipeline.filters import (
     REJECTED_BY,
+    code_parse_mask,
     has_code,
+    in_languages,
     mark_rejected,
     python_parse_mask,
     row_filters,
@@ -72,3 +74,44 @@ def test_one_pass_marks_the_first_filter_that_rejects_each_row():
     assert marked.drop_columns([REJECTED_BY]).equals(table)
     assert marked[REJECTED_BY].to_pylist() == [-1, 0, 1, 2]
     assert mark_rejected(table.slice(0, 0), list(masks))[REJECTED_BY].to_numpy().dtype == np.int8
+
+
+CPP = "int twice(int x) {\n    return 2 * x;\n}\n"
+JAVA = "class A {\n    int twice(int x) {\n        return 2 * x;\n    }\n}\n"
+JS = "const twice = (x) => 2 * x;\nconsole.log(twice(2));\n"
+
+
+def test_code_parse_mask_checks_every_language_with_a_grammar():
+    table = _table(
+        _row("a", CPP, language="C++"),
+        _row("b", CPP.replace("2 * x;", "2 * x"), language="C++"),  # python_must_parse exempted it
+        _row("c", "```java\n" + JAVA.replace("}\n}", "}\n") + "```", language=None),
+        _row("d", "```js\n" + JS + "```", language=None),
+        _row("e", "def f(x:", language=None),
+        _row("f", "SELECT FROM;", language="sql"),  # no grammar: not checked
+    )
+    assert code_parse_mask(table).tolist() == [True, False, False, True, False, True]
+    assert python_parse_mask(table).tolist() == [True, True, True, True, False, True]
+
+
+def test_language_filter_keeps_the_wanted_languages():
+    table = _table(
+        _row("a", CPP), _row("b", JAVA), _row("c", JS), _row("d", "def f(x):\n    return x"),
+        _row("e", "It doubles x."),  # prose only: left to drop_prose_only
+    )
+    assert in_languages(table, ["cpp", "python"]).tolist() == [True, False, False, True, True]
+    tagged = _table(_row("a", "x = 1", language="Java"), _row("b", "x = 1", language=None))
+    assert in_languages(tagged, ["java"]).tolist() == [True, False]
+
+
+def test_code_filters_report_their_removed_rows_in_order():
+    config = DataConfig(code_must_parse=True, languages=["cpp", "javascript"])
+    names, masks = zip(*row_filters(config))
+    assert names == ("length_filter", "code_parse_filter", "language_filter")
+    table = _table(
+        _row("cpp", CPP), _row("js", JS), _row("broken", CPP.replace("2 * x;", "2 * x")),
+        _row("java", JAVA), _row("python", "def f(x):\n    return x"),
+    )
+    rejected_by = mark_rejected(table, list(masks))[REJECTED_BY].to_pylist()
+    assert rejected_by == [-1, -1, 1, 2, 2]
+    assert {names[code]: rejected_by.count(code) for code in (1, 2)} == {"code_parse_filter": 1, "language_filter": 2}

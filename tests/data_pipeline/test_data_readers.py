@@ -102,6 +102,34 @@ def test_hf_disk_missing_column_names_path_and_column(tmp_path):
         read_instructions(DataConfig(path=str(path)))
 
 
+def test_hf_hub_reads_the_split_with_the_column_mapping(monkeypatch):
+    calls = []
+
+    def load_dataset(path, *args, split=None, **kwargs):
+        calls.append((path, split))
+        return datasets.Dataset.from_dict({"question": ["b", "a"], "answer": ["2", "1"], "lang": ["Java", None]})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    columns = {"question": "instruction", "answer": "output", "lang": "language"}
+    config = DataConfig(path="user/instructions", format="hf_hub", split="test", columns=columns)
+    assert _rows(config) == [
+        {"instruction": "a", "input": "", "output": "1", "language": None},
+        {"instruction": "b", "input": "", "output": "2", "language": "Java"},
+    ]
+    assert calls[0] == ("user/instructions", "test")
+
+
+def test_hf_hub_offline_suggests_save_to_disk(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # read from the environment at import
+    config = DataConfig(path="no-such-user/no-such-dataset-xyz", format="hf_hub")
+    with pytest.raises(OSError, match=r"could not download the Hugging Face dataset "
+                                      r"'no-such-user/no-such-dataset-xyz' \(split 'train'\).*"
+                                      r"save_to_disk\(DIR\).*format: hf_disk"):
+        read_instructions(config)
+
+
 def test_unknown_extension_asks_for_explicit_format(tmp_path):
     path = tmp_path / "train.tsv"
     path.write_text("instruction\toutput\na\t1\n")
