@@ -25,7 +25,7 @@ from transformers import AutoTokenizer
 
 from data_pipeline.prepare import load_split
 from data_pipeline.splits import ORDER_COLUMN, nested_size_subsets
-from data_pipeline.subsets import equal_size_subsets
+from data_pipeline.subsets import EqualSizeSubsets, equal_size_subsets
 from data_pipeline.templates import PromptTemplate, tokenize_dataset
 from eval.pass_at_k import problem_table, summarize
 from eval.prompting import extract_code, few_shot_prompt
@@ -89,15 +89,6 @@ class TrainingOutcome:
     checkpoints: list[tuple[ray.train.Checkpoint, dict]]  # those kept, with their metrics
 
 
-def fit(config: TrainConfig, datasets: dict, name: str, storage_path: str, evaluate) -> TrainingOutcome:
-    started = time.monotonic()
-    result = build_trainer(config, datasets, name=name, storage_path=storage_path, evaluate=evaluate).fit()
-    print(f"[study] trained {name} in {time.monotonic() - started:.0f} s", flush=True)
-    best = result.get_best_checkpoint(config.selection.metric, config.selection.mode)
-    history = [] if result.metrics_dataframe is None else result.metrics_dataframe.to_dict("records")
-    return TrainingOutcome(best.path, history, list(result.best_checkpoints))
-
-
 @dataclass
 class StudyRunner:
     spec: StudySpec
@@ -106,6 +97,7 @@ class StudyRunner:
     experiment_id: str
     finished: dict[str, float] = field(default_factory=dict)  # eval_key -> pass@1 of finished runs
     tokenized_splits: dict[str, dict[str, ray.data.Dataset]] = field(default_factory=dict)  # by model
+    equal_size_cache: dict[tuple, EqualSizeSubsets] = field(default_factory=dict)  # by model, size, seed
 
     @classmethod
     def start(cls, spec: StudySpec, pool: SandboxPool, tracking_uri: str) -> "StudyRunner":
@@ -245,8 +237,13 @@ class StudyRunner:
             evaluator = PassAtOneEvaluator(world.benchmarks[self.checkpoint_benchmark], self.pool,
                                            run.condition.prompt_style, self.spec.generation.max_new_tokens,
                                            self.spec.generation.batch_size, PromptTemplate.from_config(world.data_config))
-        return fit(run.config, datasets, f"{world.name}-{run.name}-seed{seed}",
-                          str(Path(self.spec.storage_path).resolve() / self.spec.study), evaluator)
+        name, started = f"{world.name}-{run.name}-seed{seed}", time.monotonic()
+        result = build_trainer(run.config, datasets, name=name, evaluate=evaluator,
+                               storage_path=str(Path(self.spec.storage_path).resolve() / self.spec.study)).fit()
+        print(f"[study] trained {name} in {time.monotonic() - started:.0f} s", flush=True)
+        best = result.get_best_checkpoint(run.config.selection.metric, run.config.selection.mode)
+        history = [] if result.metrics_dataframe is None else result.metrics_dataframe.to_dict("records")
+        return TrainingOutcome(best.path, history, list(result.best_checkpoints))
 
     @property
     def checkpoint_benchmark(self) -> str:
@@ -266,8 +263,11 @@ class StudyRunner:
         if variant == "all":
             train = splits["train"] if size is None else nested_size_subsets(splits["train"], [size])[size]
             return {"train": train.drop_columns([ORDER_COLUMN]).materialize(), "validation": validation}, {}
-        rows = load_split(world.data.train_path)
-        subsets = equal_size_subsets(rows, size or rows.count(), seed=seed)
+        key = (world.name, size, seed)  # deep, diverse and random subsets come from one clustering
+        if key not in self.equal_size_cache:
+            rows = load_split(world.data.train_path)
+            self.equal_size_cache[key] = equal_size_subsets(rows, size or rows.count(), seed=seed)
+        subsets = self.equal_size_cache[key]
         train = tokenized(subsets.subsets[variant], world).drop_columns([ORDER_COLUMN]).materialize()
         return {"train": train, "validation": validation}, subsets.profiles
 

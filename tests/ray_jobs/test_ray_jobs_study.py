@@ -1,5 +1,8 @@
 """The four embedded-default study specs, end to end on small budgets: Ray, Ray Train + DeepSpeed,
-the sandbox, MLflow and the report, as ``python -m ray_jobs.study`` runs them."""
+the sandbox, MLflow and the report, as ``python -m ray_jobs.study`` runs them.
+
+The first study runs with the default test command; the other three (two or more fine-tuning runs
+each, about 7 minutes together on 2 cores) are marked ``study``: ``python -m pytest -m study``."""
 
 import json
 import shutil
@@ -79,6 +82,7 @@ def test_icl_vs_lora_selects_shots_then_scores_lora_and_resumes(small_budget, tm
     assert again == first and len(evaluation_runs(tmp_path, "icl_vs_lora_embedded")) == len(runs)
 
 
+@pytest.mark.study
 def test_deep_vs_diverse_scores_every_checkpoint_of_equal_size_subsets(small_budget, tmp_path):
     overrides = [*small_budget, "train.max_steps=4", "conditions=["
                  "{name: lora-deep, kind: finetune, finetune: {data_variant: deep, train_sizes: [60]}}, "
@@ -97,6 +101,7 @@ def test_deep_vs_diverse_scores_every_checkpoint_of_equal_size_subsets(small_bud
     assert "Checkpoint curves" in report_of("deep_vs_diverse_embedded")
 
 
+@pytest.mark.study
 def test_methods_study_compares_prompting_with_full_and_parameter_efficient_fine_tuning(small_budget, tmp_path):
     # The spec's LoRA condition is left out to save a training run: the other studies train LoRA.
     spec = load_study_spec(STUDIES_DIR / "methods_embedded.yaml")
@@ -128,6 +133,7 @@ class StubJudge(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.study
 def test_dataset_size_sweep_is_scored_by_tests_a_judge_and_codebertscore(small_budget, tmp_path, tiny_model):
     server = ThreadingHTTPServer(("127.0.0.1", 0), StubJudge)
     threading.Thread(target=server.serve_forever, daemon=True).start()
