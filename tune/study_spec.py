@@ -127,6 +127,9 @@ class StudySpec(Strict):
         if not self.test_benchmarks:
             raise ValueError("at least one benchmark needs role: test")
         for condition in self.conditions:
+            if condition.kind == "icl" and len(condition.icl.shots) > 1 and not self.validation_benchmarks:
+                raise ValueError(f"condition {condition.name!r} chooses among shots {condition.icl.shots}: "
+                                 "that needs a benchmark with role: validation (or a single value in shots)")
             if condition.kind == "finetune":
                 try:
                     self.condition_train_config(condition, "")

@@ -52,6 +52,7 @@ def test_condition_train_overrides_merge_into_the_study_train_section():
     ("conditions=[{name: x, kind: base, icl: {shots: [1]}}]", "remove its 'icl' section"),
     ("benchmarks=[{name: b, problems: 'first ten'}]", "slice such as '0:20'"),
     ("benchmarks=[{name: b, role: validation}]", "role: test"),
+    ("benchmarks=[{name: b}]", "needs a benchmark with role: validation"),
     ("embedded=null", "models[tiny-llama].path"),
     ("generation.temperature=-1", "generation.temperature"),
 ])
