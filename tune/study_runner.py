@@ -254,12 +254,15 @@ class StudyRunner:
         """Tokenized ``train`` and ``validation`` of one run, and for an equal-size variant every
         variant's profile (so a study can show its deep and diverse sets really differ). Both
         splits are tokenized once per model; a run's nested subset is cut from them."""
+        # Everything a run reads is materialized: a lazy step would need a CPU while the run's
+        # workers hold them all, and the run would wait for it forever.
         if world.name not in self.tokenized_splits:
             self.tokenized_splits[world.name] = {
-                name: tokenized(load_split(path), world).materialize()
-                for name, path in (("train", world.data.train_path), ("validation", world.data.validation_path))}
+                "train": tokenized(load_split(world.data.train_path), world).materialize(),
+                "validation": tokenized(load_split(world.data.validation_path), world).drop_columns(
+                    [ORDER_COLUMN]).materialize()}
         splits = self.tokenized_splits[world.name]
-        validation = splits["validation"].drop_columns([ORDER_COLUMN])
+        validation = splits["validation"]
         if variant == "all":
             train = splits["train"] if size is None else nested_size_subsets(splits["train"], [size])[size]
             return {"train": train.drop_columns([ORDER_COLUMN]).materialize(), "validation": validation}, {}
