@@ -176,22 +176,12 @@ class StudyRunner:
             keys = [evaluation_key(world.name, name, benchmark.name, seed) for benchmark in self.spec.test_benchmarks]
             if all(key in self.finished for key in keys):
                 continue
-            params = {**self.finetune_params(condition, world, seed), "train_size": size or "all",
-                      "data_variant": finetune.data_variant}
             config = self.spec.condition_train_config(condition, world.model_path).model_copy(update={"seed": seed})
             if finetune.search is not None:
                 config, size = self.searched_config(world, condition, config, seed)
-                params |= self.searched_params(config, size)
+            params = run_params(config, size, finetune.data_variant)
             runs.append(FinetuneRun(condition, name, config, size, params))
         return runs
-
-    def finetune_params(self, condition: ConditionSpec, world: ModelWorld, seed: int) -> dict:
-        config = self.spec.condition_train_config(condition, world.model_path)
-        params = {"method": config.method, "learning_rate": config.learning_rate, "max_steps": config.max_steps,
-                  "seed": seed}
-        if config.method == "lora":
-            params |= {"lora_rank": config.lora.rank, "lora_alpha": config.lora.alpha}
-        return params
 
     # --- training ---------------------------------------------------------------------------------
 
@@ -220,11 +210,6 @@ class StudyRunner:
         searched = config.model_copy(update={"lora": lora, "learning_rate": float(best["learning_rate"]),
                                              "max_steps": finetune.final_max_steps or config.max_steps})
         return searched, int(best["train_size"])
-
-    @staticmethod
-    def searched_params(config: TrainConfig, size: int) -> dict:
-        return {"lora_rank": config.lora.rank, "lora_alpha": config.lora.alpha, "learning_rate": config.learning_rate,
-                "max_steps": config.max_steps, "train_size": size}
 
     def train(self, world: ModelWorld, run: "FinetuneRun", seed: int) -> "TrainingOutcome":
         """One Ray Train run, resumed from its latest checkpoint if an earlier invocation began it."""
@@ -382,6 +367,15 @@ class StudyRunner:
             for name, content in (artifacts or {}).items():
                 mlflow.log_dict(content, name)
         self.finished[key] = metrics["pass_at_1"]
+
+
+def run_params(config: TrainConfig, size: int | None, data_variant: str) -> dict:
+    """What the MLflow runs of one fine-tuning run record about it."""
+    params = {"method": config.method, "learning_rate": config.learning_rate, "max_steps": config.max_steps,
+              "seed": config.seed, "train_size": size or "all", "data_variant": data_variant}
+    if config.method == "lora":
+        params |= {"lora_rank": config.lora.rank, "lora_alpha": config.lora.alpha}
+    return params
 
 
 def icl_candidates(condition: ConditionSpec, world: ModelWorld, seed: int) -> dict[int, Answering]:
