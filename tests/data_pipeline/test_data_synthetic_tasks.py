@@ -1,4 +1,6 @@
 import json
+import os
+import time
 
 from data_pipeline.synthetic_tasks import PRETRAIN_FAMILIES, write_embedded_world
 from eval.benchmarks import load_humaneval
@@ -43,3 +45,14 @@ def test_same_seed_same_world_other_seed_other_world(tmp_path):
     for name in first:
         assert open(first[name]).read() == open(second[name]).read()
     assert open(first["problems"]).read() != open(third["problems"]).read()
+
+
+def test_writing_the_same_world_again_leaves_its_files_untouched(tmp_path):
+    """Prepared data is reused while its input files keep their mtime: a rerun must not bump it."""
+    paths = write_embedded_world(str(tmp_path), seed=3, n_instructions=200)
+    before = {name: os.stat(path).st_mtime_ns for name, path in paths.items()}
+    time.sleep(0.01)
+    write_embedded_world(str(tmp_path), seed=3, n_instructions=200)
+    assert {name: os.stat(path).st_mtime_ns for name, path in paths.items()} == before
+    write_embedded_world(str(tmp_path), seed=4, n_instructions=200)
+    assert os.stat(paths["problems"]).st_mtime_ns != before["problems"]
