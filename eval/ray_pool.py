@@ -16,6 +16,9 @@ _BATCH_SIZE = 8
 # Batches each actor holds at once: while one waits on its slowest test, the
 # next keeps the actor's threads busy.
 _BATCHES_PER_WORKER = 2
+# Judging is idempotent: an actor lost with its node is started again elsewhere and its
+# unfinished batches are sent again.
+_RESTARTS = 3
 
 
 @ray.remote
@@ -63,6 +66,7 @@ class SandboxPool(JudgePool):
         worker = SandboxWorker.options(
             num_cpus=num_cpus_per_worker, resources=resources or {},
             max_concurrency=_BATCHES_PER_WORKER, scheduling_strategy="SPREAD",
+            max_restarts=_RESTARTS, max_task_retries=_RESTARTS,
         )
         self._workers = [
             worker.remote(limits, threads_per_worker, settings) for _ in range(num_workers)

@@ -69,6 +69,9 @@ class TrainConfig(Strict):
     num_workers: PositiveInt = 2
     cpus_per_worker: PositiveFloat = 1  # on CPU, also the worker's torch threads (Ray sets OMP_NUM_THREADS)
     use_gpu: bool = False
+    # Custom resources each worker also asks for, e.g. {trainer: 1} to keep training on the nodes
+    # that offer them (declared with `ray start --resources`, or per node type in cluster.yaml).
+    custom_resources_per_worker: dict[str, PositiveFloat] = {}
     max_failures: int = Field(0, ge=-1)  # worker failures recovered from the latest checkpoint; -1: no limit
     seed: int = 0
 

@@ -65,6 +65,8 @@ class SearchConfig(Strict):
     scheduler: Literal["asha", "fifo"] = "asha"
     grace_period_steps: PositiveInt = 100
     max_concurrent_trials: PositiveInt = 1
+    # A trial that errors (its node lost, a spot worker preempted) restarts from its last checkpoint.
+    max_failures: int = Field(2, ge=-1)  # per trial; -1: no limit
     seed: int = 0
 
     @property

@@ -119,7 +119,8 @@ def build_tuner(study: StudyConfig, inputs: StudyInputs, evaluator: PassAtOneEva
             search_alg=BasicVariantGenerator(random_state=study.search.seed,
                                              max_concurrent=study.search.max_concurrent_trials)),
         run_config=ray.tune.RunConfig(name=study.experiment, storage_path=str(study_dir.parent),
-                                      callbacks=[tracker]),
+                                      callbacks=[tracker],
+                                      failure_config=ray.tune.FailureConfig(max_failures=study.search.max_failures)),
     )
 
 
@@ -178,7 +179,8 @@ def run_search(study: StudyConfig) -> tuple[list[dict], float]:
     with start_study_run(study.experiment, study_dir, {"model": inputs.model, "problems": len(inputs.problems),
                                                        "data_content_hash": inputs.data.content_hash,
                                                        **inputs.data.stats}) as parent:
-        log_data_report(inputs, study_dir)
+        if not mlflow.MlflowClient().list_artifacts(parent.info.run_id, "data"):  # else logged by an earlier invocation
+            log_data_report(inputs, study_dir)
         base_pass_at_1 = mlflow.get_run(parent.info.run_id).data.metrics.get("base_pass_at_1")
         if base_pass_at_1 is None:  # not yet scored by an earlier, interrupted invocation
             base_metrics, base_table = evaluate_base_model(inputs, evaluator)
