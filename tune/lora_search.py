@@ -21,11 +21,10 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from data_pipeline.packing import pack_dataset
 from data_pipeline.prepare import load_split
 from data_pipeline.report import write_data_report
-from data_pipeline.splits import ORDER_COLUMN, nested_size_subsets
-from data_pipeline.templates import PromptTemplate, tokenize_dataset
+from data_pipeline.splits import nested_size_subsets
+from data_pipeline.templates import PromptTemplate
 from eval.jail import JailSettings
 from eval.ray_pool import SandboxPool
 from eval.sandbox import SandboxLimits
@@ -35,6 +34,7 @@ from tune.config import DEFAULT_CONFIG, StudyConfig, load_config
 from tune.evaluation import PassAtOneEvaluator
 from tune.study_inputs import StudyInputs, prepare_study_inputs
 from tune.tracking import TrialTracker, log_base_model, start_study_run, tracking_uri
+from tune.training_data import TrainingData
 
 TABLE_COLUMNS = ("trial", "lora_rank", "lora_alpha", "learning_rate", "train_size", "step",
                  "validation_loss", "pass_at_1")
@@ -52,23 +52,13 @@ def trial_train_config(study: StudyConfig, model: str, hyperparameters: dict) ->
 
 def tokenized_datasets(study: StudyConfig, inputs: StudyInputs) -> dict[str, ray.data.Dataset]:
     """Validation and one nested training subset per size in the search space, tokenized (and
-    packed, with ``data.packing``) once for the whole study and materialized, so trials start
-    training without any data work."""
-    tokenizer = AutoTokenizer.from_pretrained(inputs.model)
-    template = PromptTemplate.from_config(inputs.data_config)
-
-    def tokenized(path: str) -> ray.data.Dataset:
-        return tokenize_dataset(load_split(path), tokenizer, inputs.max_seq_len, template=template)
-
-    def finished(subset: ray.data.Dataset) -> ray.data.Dataset:
-        if inputs.data_config.packing:
-            return pack_dataset(subset, inputs.max_seq_len, tokenizer.pad_token_id).materialize()
-        return subset.drop_columns([ORDER_COLUMN]).materialize()
-
-    train = tokenized(inputs.data.train_path).materialize()
-    datasets = {f"train_{size}": finished(subset)
+    packed, with ``data.packing``) once for the whole study, so trials start training without any
+    data work."""
+    data = TrainingData(inputs.model, inputs.data_config)
+    train = data.tokenized(load_split(inputs.data.train_path)).materialize()
+    datasets = {f"train_{size}": data.finished(subset)
                 for size, subset in nested_size_subsets(train, study.search.space.train_size).items()}
-    datasets["validation"] = finished(tokenized(inputs.data.validation_path))
+    datasets["validation"] = data.finished(data.tokenized(load_split(inputs.data.validation_path)))
     return datasets
 
 

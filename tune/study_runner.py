@@ -24,9 +24,9 @@ import ray.train
 from transformers import AutoTokenizer
 
 from data_pipeline.prepare import load_split
-from data_pipeline.splits import ORDER_COLUMN, nested_size_subsets
+from data_pipeline.splits import nested_size_subsets
 from data_pipeline.subsets import EqualSizeSubsets, equal_size_subsets
-from data_pipeline.templates import PromptTemplate, tokenize_dataset
+from data_pipeline.templates import PromptTemplate
 from eval.pass_at_k import problem_table, summarize
 from eval.prompting import extract_code, few_shot_prompt
 from eval.ray_generate import generate_with_ray
@@ -41,6 +41,7 @@ from tune.lora_search import run_search
 from tune.reference_scores import reference_scores
 from tune.study_spec import ConditionSpec, StudySpec
 from tune.study_world import ModelWorld, prepare_world
+from tune.training_data import TrainingData
 
 EVALUATION, TRAINING = "evaluation", "training"
 
@@ -83,6 +84,15 @@ class FinetuneRun:
 
 
 @dataclass(frozen=True)
+class TokenizedSplits:
+    """A model's tokenized splits: the whole training split, still with its ``order`` (runs cut
+    nested subsets from it), and the validation split as runs read it."""
+    data: TrainingData
+    train: ray.data.Dataset
+    validation: ray.data.Dataset
+
+
+@dataclass(frozen=True)
 class TrainingOutcome:
     best_checkpoint: str
     history: list[dict]  # every report, in order
@@ -96,7 +106,7 @@ class StudyRunner:
     client: mlflow.MlflowClient
     experiment_id: str
     finished: dict[str, float] = field(default_factory=dict)  # eval_key -> pass@1 of finished runs
-    tokenized_splits: dict[str, dict[str, ray.data.Dataset]] = field(default_factory=dict)  # by model
+    tokenized_splits: dict[str, TokenizedSplits] = field(default_factory=dict)  # by model
     equal_size_cache: dict[tuple, EqualSizeSubsets] = field(default_factory=dict)  # by model, size, seed
 
     @classmethod
@@ -236,28 +246,26 @@ class StudyRunner:
 
     def training_datasets(self, world: ModelWorld, size: int | None, variant: str,
                           seed: int) -> tuple[dict[str, ray.data.Dataset], dict]:
-        """Tokenized ``train`` and ``validation`` of one run, and for an equal-size variant every
-        variant's profile (so a study can show its deep and diverse sets really differ). Both
-        splits are tokenized once per model; a run's nested subset is cut from them."""
-        # Everything a run reads is materialized: a lazy step would need a CPU while the run's
-        # workers hold them all, and the run would wait for it forever.
+        """``train`` and ``validation`` of one run as it reads them (tokenized, packed with
+        ``data.packing``), and for an equal-size variant every variant's profile (so a study can
+        show its deep and diverse sets really differ). Both splits are tokenized once per model; a
+        run's nested subset is cut from them."""
         if world.name not in self.tokenized_splits:
-            self.tokenized_splits[world.name] = {
-                "train": tokenized(load_split(world.data.train_path), world).materialize(),
-                "validation": tokenized(load_split(world.data.validation_path), world).drop_columns(
-                    [ORDER_COLUMN]).materialize()}
+            data = TrainingData(world.model_path, world.data_config)
+            self.tokenized_splits[world.name] = TokenizedSplits(
+                data, data.tokenized(load_split(world.data.train_path)).materialize(),
+                data.finished(data.tokenized(load_split(world.data.validation_path))))
         splits = self.tokenized_splits[world.name]
-        validation = splits["validation"]
         if variant == "all":
-            train = splits["train"] if size is None else nested_size_subsets(splits["train"], [size])[size]
-            return {"train": train.drop_columns([ORDER_COLUMN]).materialize(), "validation": validation}, {}
+            train = splits.train if size is None else nested_size_subsets(splits.train, [size])[size]
+            return {"train": splits.data.finished(train), "validation": splits.validation}, {}
         key = (world.name, size, seed)  # deep, diverse and random subsets come from one clustering
         if key not in self.equal_size_cache:
             rows = load_split(world.data.train_path)
             self.equal_size_cache[key] = equal_size_subsets(rows, size or rows.count(), seed=seed)
         subsets = self.equal_size_cache[key]
-        train = tokenized(subsets.subsets[variant], world).drop_columns([ORDER_COLUMN]).materialize()
-        return {"train": train, "validation": validation}, subsets.profiles
+        train = splits.data.finished(splits.data.tokenized(subsets.subsets[variant]))
+        return {"train": train, "validation": splits.validation}, subsets.profiles
 
     def log_training(self, world: ModelWorld, run: "FinetuneRun", seed: int, outcome: "TrainingOutcome") -> None:
         tags = {"run_kind": TRAINING, "condition": run.name, "model": world.name}
@@ -418,9 +426,3 @@ def write_humaneval_problems(problems: dict[str, dict], path: Path) -> None:
             out.write(json.dumps({"task_id": problem["task_id"], "prompt": problem["prompt"],
                                   "canonical_solution": problem.get("canonical_solution") or "",
                                   "test": problem["test"], "entry_point": problem.get("entry_point") or ""}) + "\n")
-
-
-def tokenized(rows: ray.data.Dataset, world: ModelWorld) -> ray.data.Dataset:
-    tokenizer = AutoTokenizer.from_pretrained(world.model_path)
-    template = PromptTemplate.from_config(world.data_config)
-    return tokenize_dataset(rows, tokenizer, world.data_config.max_seq_len, template=template)
