@@ -29,14 +29,13 @@ def test_submitted_jobs_find_the_project_and_log_to_the_heads_mlflow_server(onpr
     samples = tmp_path / "samples.jsonl"
     samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "    return False\n"}) + "\n")
 
-    assert "key=value" in _run_job(dashboard, ["tune/lora_search.py", "--help"], uri)
     onprem_cluster.wait_for_mlflow()
     logs = _run_job(dashboard, ["-m", "eval.execute", str(samples), "--backend", "ray", "--k", "1",
                                "--mlflow-experiment", "submitted"], uri)
 
     assert '{"pass_at_1": 0.0}' in logs
     listed = "\n".join(job_table(client(dashboard)))
-    assert listed.count("SUCCEEDED") == 2 and "eval.execute" in listed
+    assert "SUCCEEDED" in listed and "eval.execute" in listed
     [run] = mlflow.MlflowClient(uri).search_runs(
         [mlflow.MlflowClient(uri).get_experiment_by_name("submitted").experiment_id])
     assert run.data.metrics == {"pass_at_1": 0.0}

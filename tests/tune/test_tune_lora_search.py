@@ -10,13 +10,23 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from tune.config import DEFAULT_CONFIG, load_config
 from tune.lora_search import main
+from tune.study_inputs import prepare_study_inputs
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def three_node_cluster():
+def prepared_study(tiny_study, ray_cluster) -> list[str]:
+    """The study's data prepared on the session's warm Ray instance (the search reuses it): a
+    fresh cluster would start and import everything anew for it."""
+    prepare_study_inputs(load_config(DEFAULT_CONFIG, tiny_study))
+    return tiny_study
+
+
+@pytest.fixture
+def three_node_cluster(prepared_study):
     """A head and two worker nodes that offer one `trainer` each: a training worker asks for one, so
     two concurrent trials run on different nodes, and each node keeps a CPU free for data work
     (rebuilding the dataset blocks lost with a node). The session's local Ray instance is shut
@@ -49,10 +59,10 @@ def _runs(tracking_uri: str, experiment: str):
 
 
 def test_search_survives_a_lost_node_logs_every_trial_to_mlflow_and_resumes_without_rerunning(
-        three_node_cluster, tiny_study, tmp_path, capsys):
+        prepared_study, three_node_cluster, tmp_path, capsys):
     cluster, workers = three_node_cluster
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    study = [*tiny_study, "train.num_workers=1", "train.custom_resources_per_worker={trainer: 1}",
+    study = [*prepared_study, "train.num_workers=1", "train.custom_resources_per_worker={trainer: 1}",
              "search.max_concurrent_trials=2", "sandbox.cpus_per_worker=0",
              "train.max_steps=40", "train.eval_every_steps=10", "search.grace_period_steps=40"]
     search_done, killed = threading.Event(), {}
