@@ -7,6 +7,7 @@ Prompt styles:
   function problem's answer is begun with its code prompt, so the model writes the body; the
   zero-shot prompt is then exactly the one used to score fine-tuned models
   (``ALPACA_PROMPT`` with "Complete the following Python function." followed by the code prompt).
+  ``few_shot_conversation`` gives the same content as chat turns, for a model's chat template.
 - ``completion``: bare code for base models: each shot's code, then the problem's code prompt.
 
 Answers come back in many shapes (fenced or not, body or whole function, prose around, cut off
@@ -81,8 +82,33 @@ def _instruct_prompt(problem: dict, shots: list[dict], chain_of_thought: bool) -
         + _shot_answer(shot, language, chain_of_thought) + "\n\n"
         for shot in shots
     )
-    answer_start = problem["prompt"] if _is_function(problem) and not chain_of_thought else ""
-    return header + examples + _alpaca_block(problem_instruction(problem, chain_of_thought), "") + answer_start
+    return (header + examples + _alpaca_block(problem_instruction(problem, chain_of_thought), "")
+            + answer_start(problem, chain_of_thought))
+
+
+def few_shot_conversation(problem: dict, shots: list[dict], *, chain_of_thought: bool) -> list[dict[str, str]]:
+    """The ``instruct`` prompt as chat messages, for a model's chat template: a user turn and the
+    assistant's answer per shot, then the problem's user turn. Render it with the generation
+    prompt and append ``answer_start``: the same content as ``few_shot_prompt``, in turns."""
+    language = _language(problem)
+    messages = []
+    for shot in shots:
+        messages.append({"role": "user", "content": _user_message(
+            _shot_instruction(shot, language, chain_of_thought), shot["input"])})
+        messages.append({"role": "assistant", "content": _shot_answer(shot, language, chain_of_thought)})
+    messages.append({"role": "user", "content": problem_instruction(problem, chain_of_thought)})
+    return messages
+
+
+def answer_start(problem: dict, chain_of_thought: bool) -> str:
+    """What begins an instruct answer: a function problem's code prompt (the model writes the
+    body), or nothing when the model reasons first or writes a whole program."""
+    return problem["prompt"] if _is_function(problem) and not chain_of_thought else ""
+
+
+def _user_message(instruction: str, input: str) -> str:
+    # As data_pipeline.templates.user_message lays out a chat user turn in training.
+    return f"{instruction}\n\n{input}" if input.strip() else instruction
 
 
 def problem_instruction(problem: dict, chain_of_thought: bool) -> str:

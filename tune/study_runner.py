@@ -28,7 +28,7 @@ from data_pipeline.splits import nested_size_subsets
 from data_pipeline.subsets import EqualSizeSubsets, equal_size_subsets
 from data_pipeline.templates import PromptTemplate
 from eval.pass_at_k import problem_table, summarize
-from eval.prompting import extract_code, few_shot_prompt
+from eval.prompting import answer_start, extract_code, few_shot_conversation, few_shot_prompt
 from eval.ray_generate import generate_with_ray
 from eval.ray_pool import SandboxPool
 from eval.shots import ShotSelection, select_shots
@@ -357,6 +357,8 @@ class StudyRunner:
             return [{"task_id": p["task_id"], "prompt": benchmark_prompt(p, answering.prompt_style, template, tokenizer)}
                     for p in problems]
         shots = [[] for _ in problems] if zero_shot else select_shots(problems, world.shot_pool, answering.shots)
+        if answering.prompt_style == "instruct" and world.data_config.template == "chat":
+            return chat_prompts(problems, shots, answering)
         return [{"task_id": p["task_id"], "prompt": few_shot_prompt(p, s, style=answering.prompt_style,
                                                                     chain_of_thought=answering.chain_of_thought)}
                 for p, s in zip(problems, shots)]
@@ -375,6 +377,17 @@ class StudyRunner:
             for name, content in (artifacts or {}).items():
                 mlflow.log_dict(content, name)
         self.finished[key] = metrics["pass_at_1"]
+
+
+def chat_prompts(problems: list[dict], shots: list[list[dict]], answering: Answering) -> list[dict]:
+    """Few-shot or chain-of-thought prompts in the model's chat template (``data.template: chat``),
+    one conversation turn per shot, as the model was trained or instruction-tuned to read them."""
+    tokenizer = AutoTokenizer.from_pretrained(answering.model_path)
+    conversations = [few_shot_conversation(p, s, chain_of_thought=answering.chain_of_thought)
+                     for p, s in zip(problems, shots)]
+    rendered = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=True)
+    return [{"task_id": p["task_id"], "prompt": text + answer_start(p, answering.chain_of_thought)}
+            for p, text in zip(problems, rendered)]
 
 
 def run_params(config: TrainConfig, size: int | None, data_variant: str) -> dict:

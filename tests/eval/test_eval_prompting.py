@@ -3,7 +3,8 @@ import pytest
 from data_pipeline import templates
 from data_pipeline.synthetic_tasks import COMPLETION_INSTRUCTION
 from eval import prompting
-from eval.prompting import DEFAULT_RATIONALE, ExtractedCode, extract_code, few_shot_prompt
+from eval.prompting import (DEFAULT_RATIONALE, ExtractedCode, answer_start, extract_code, few_shot_conversation,
+                            few_shot_prompt)
 from eval.sandbox import build_program
 
 BELOW_ZERO = {
@@ -33,6 +34,25 @@ FULL = "def below_zero(operations: List[int]) -> bool:\n" + BODY
 def test_the_alpaca_templates_are_the_ones_the_models_were_trained_on():
     assert prompting.ALPACA_PROMPT == templates.ALPACA_PROMPT
     assert prompting.ALPACA_PROMPT_WITH_INPUT == templates.ALPACA_PROMPT_WITH_INPUT
+
+
+@pytest.mark.parametrize("chain_of_thought", [False, True])
+def test_the_conversation_holds_the_alpaca_prompts_blocks_as_turns(chain_of_thought):
+    shots = [*SHOTS[:2], {"instruction": "Sum the numbers.", "input": "[1, 2]", "output": "def total(xs):\n    return sum(xs)\n"}]
+    messages = few_shot_conversation(BELOW_ZERO, shots, chain_of_thought=chain_of_thought)
+    prompt = few_shot_prompt(BELOW_ZERO, shots, style="instruct", chain_of_thought=chain_of_thought)
+
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 3 + ["user"]
+    instruction = shots[2]["instruction"]
+    if chain_of_thought:
+        instruction += "\n\n" + prompting.chain_of_thought_request("python")
+    assert messages[4]["content"] == templates.user_message(instruction, "[1, 2]")  # as in training's chat turns
+    assert ("step by step" in messages[4]["content"]) == chain_of_thought
+    for message in messages[:-1]:
+        assert message["content"].split("\n\n[1, 2]")[0] in prompt
+    assert messages[-1]["content"] in prompt
+    assert prompt.endswith(answer_start(BELOW_ZERO, chain_of_thought))
+    assert answer_start(BELOW_ZERO, chain_of_thought) == ("" if chain_of_thought else BELOW_ZERO["prompt"])
 
 
 def test_zero_shot_instruct_prompt_is_the_fine_tuning_evaluation_prompt():

@@ -1,7 +1,9 @@
-"""The study runner's decisions that need no cluster: what the sandbox judges, and how a search's
-best trial becomes the condition's final training run. (End to end: tests/ray_jobs/test_ray_jobs_study.py.)"""
+"""The study runner's decisions that need no cluster: what the sandbox judges, the prompts in a chat
+template, and how a search's best trial becomes the condition's final training run. (End to end: tests/ray_jobs/test_ray_jobs_study.py.)"""
 
 import json
+
+from transformers import AutoTokenizer
 
 from data_pipeline.config import DataConfig
 from data_pipeline.prepare import PreparedData
@@ -54,3 +56,18 @@ def test_the_best_search_trial_is_trained_for_final_max_steps(tmp_path, monkeypa
     # The search is scored on the validation benchmark, never on the test one.
     scored = [json.loads(line) for line in open(study.benchmark.problems)]
     assert [problem["task_id"] for problem in scored] == ["t/0"]
+
+
+def test_icl_prompts_use_the_models_chat_template_when_the_study_trains_with_it(tiny_model, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tokenizer.save_pretrained(tmp_path / "chat-model")
+    shot = {"instruction": "Write `half(x)`.", "input": "", "output": "def half(x):\n    return x / 2\n"}
+    answering = study_runner.Answering(str(tmp_path / "chat-model"))
+
+    [row] = study_runner.chat_prompts([PROBLEM], [[shot]], answering)
+
+    assert row["task_id"] == "t/0"
+    assert row["prompt"] == ("<|user|>Write `half(x)`.<|end|><|assistant|>def half(x):\n    return x / 2<|end|>"
+                             "<|user|>Complete the following Python function.<|end|><|assistant|>" + PROBLEM["prompt"])
