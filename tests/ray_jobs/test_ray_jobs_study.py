@@ -1,9 +1,8 @@
 """The four embedded-default study specs, end to end on small budgets: Ray, Ray Train + DeepSpeed,
 the sandbox, MLflow and the report, as ``python -m ray_jobs.study`` runs them.
 
-They are marked ``study`` (about 9 minutes together on 2 cores, more than the default test command
-can spend on them): ``python -m pytest -m study``. The LoRA search inside study 1 runs end to end
-with the default command, on several nodes, in tests/tune/test_tune_lora_search.py."""
+The first study runs with the default test command; the other three (two or more fine-tuning runs
+each, about 7 minutes together on 2 cores) are marked ``study``: ``python -m pytest -m study``."""
 
 import json
 import shutil
@@ -59,7 +58,6 @@ def report_of(name: str) -> str:
     return Path("outputs/reports", name, "report.html").read_text()
 
 
-@pytest.mark.study
 def test_icl_vs_lora_selects_shots_then_scores_lora_and_resumes(small_budget, tmp_path):
     # The LoRA search (tune.lora_search, tested end to end in tests/tune) is left out to save time;
     # tests/tune/test_tune_study_runner.py checks how its best trial becomes the final run.
