@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", help="a study spec, e.g. configs/studies/icl_vs_lora_embedded.yaml")
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. seeds=[0,1] generation.max_new_tokens=64")
-    parser.add_argument("--reference", help="the condition the report compares every other one with")
+    parser.add_argument("--reference", help="the condition the report compares every other one with "
+                                            "(default: the spec's first base condition)")
     parser.add_argument("--no-report", action="store_true", help="run the evaluations only")
     args = parser.parse_args(argv)
     spec = load_study_spec(args.spec, args.overrides)
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for key, pass_at_1 in sorted(scores.items()):
         print(f"{key:<70} pass@1 {pass_at_1:.3f}")
     if not args.no_report:
-        path = write_report(spec.study, f"outputs/reports/{spec.study}", tracking_uri=uri, reference=args.reference)
+        reference = args.reference or next((c.name for c in spec.conditions if c.kind == "base"), None)
+        path = write_report(spec.study, f"outputs/reports/{spec.study}", tracking_uri=uri, reference=reference)
         print(f"report: {path}")
     return scores
 
