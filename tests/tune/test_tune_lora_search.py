@@ -2,7 +2,6 @@
 worker nodes (one machine), one of which is killed mid-study; its MLflow runs, and resumption."""
 
 import threading
-import time
 from pathlib import Path
 
 import mlflow
