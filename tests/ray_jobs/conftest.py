@@ -133,8 +133,8 @@ class OnpremCluster:
 
 @pytest.fixture
 def onprem_cluster(ssh_server, tmp_path):
-    """Yields the head that ``ray up`` started (its MLflow server may still be starting). The session's local Ray instance is shut down first: the head's
-    start commands run ``ray stop``."""
+    """Yields the head that ``ray up`` started (its MLflow server may still be starting). The
+    session's local Ray instance is shut down first: the head's start commands run ``ray stop``."""
     ray.shutdown()
     config, ports = onprem_config(tmp_path, *ssh_server)
     config_path = tmp_path / "cluster.yaml"
