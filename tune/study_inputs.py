@@ -22,7 +22,6 @@ class StudyInputs:
     model: str
     data_config: DataConfig
     data: PreparedData
-    max_seq_len: int
     problems: dict[str, dict]
 
 
@@ -43,4 +42,4 @@ def prepare_study_inputs(config: StudyConfig) -> StudyInputs:
     tokenizer = AutoTokenizer.from_pretrained(model) if data_config.max_tokens is not None else None
     data = prepare_instruction_data(data_config, str(cache / "prepared" / config.experiment),
                                     benchmark_texts=benchmark_texts, tokenizer=tokenizer)
-    return StudyInputs(model=model, data_config=data_config, data=data, max_seq_len=data_config.max_seq_len, problems=problems)
+    return StudyInputs(model=model, data_config=data_config, data=data, problems=problems)
