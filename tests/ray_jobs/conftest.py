@@ -50,7 +50,7 @@ def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen | None 
 
 
 def _sshd() -> str:
-    found = shutil.which("sshd") or next((path for path in ("/usr/sbin/sshd",) if Path(path).exists()), None)
+    found = shutil.which("sshd") or shutil.which("sshd", path="/usr/sbin")  # /usr/sbin: often off a user's PATH
     if found and shutil.which("rsync"):
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
