@@ -6,7 +6,8 @@ import pytest
 import ray
 
 from data_pipeline.synthetic_tasks import write_embedded_world
-from train.tiny_llama import TinyLlamaConfig, ensure_tiny_llama
+from train.config import TinyLlamaConfig
+from train.tiny_llama import ensure_tiny_llama
 
 # Small enough to pretrain in seconds; the real default (tune/config.py) is larger.
 TEST_MODEL = TinyLlamaConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,

@@ -13,6 +13,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TinyLlamaConfig(Strict):
+    """The embedded default's base model (``train.tiny_llama``) and its pretraining."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_layers: int = 4
+    num_heads: int = 4
+    max_positions: int = 512
+    pretrain_steps: int = 300
+    batch_size: int = 32
+    seq_len: int = 128
+    learning_rate: float = 3e-3
+    seed: int = 0
+
+
 class LoraSettings(Strict):
     rank: PositiveInt = 8
     alpha: PositiveFloat = 16

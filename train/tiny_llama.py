@@ -11,28 +11,13 @@ import time
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from train.config import TinyLlamaConfig
+
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-
-
-class TinyLlamaConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    vocab_size: int = 1024
-    hidden_size: int = 128
-    intermediate_size: int = 384
-    num_layers: int = 4
-    num_heads: int = 4
-    max_positions: int = 512
-    pretrain_steps: int = 300
-    batch_size: int = 32
-    seq_len: int = 128
-    learning_rate: float = 3e-3
-    seed: int = 0
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:

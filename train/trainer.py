@@ -6,7 +6,6 @@ import ray.train
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from train.config import TrainConfig
-from train.finetune import train_loop_per_worker
 
 
 def checkpoint_config(config: TrainConfig) -> ray.train.CheckpointConfig:
@@ -17,12 +16,21 @@ def checkpoint_config(config: TrainConfig) -> ray.train.CheckpointConfig:
                                       checkpoint_score_order=config.selection.mode)
 
 
+def run_recipe(loop_config: dict) -> None:
+    """What each Ray Train worker runs: the recipe in ``train.finetune``, imported here because
+    Ray's train controller and Tune's trial process unpickle this function too, and importing
+    DeepSpeed and PEFT would cost each of them about 10 s of CPU."""
+    from train.finetune import train_loop_per_worker
+
+    train_loop_per_worker(loop_config)
+
+
 def build_trainer(config: TrainConfig, datasets: dict[str, ray.data.Dataset], *, name: str, storage_path: str,
                   evaluate=None, callbacks: list | None = None) -> TorchTrainer:
     """``datasets`` holds tokenized ``train`` and ``validation``; ``evaluate`` is the optional
     ``(model, tokenizer) -> (metrics, per_problem)`` callable run on rank 0 at every evaluation."""
     return TorchTrainer(
-        train_loop_per_worker,
+        run_recipe,
         train_loop_config={"train": config.model_dump(), "evaluate": evaluate},
         scaling_config=ray.train.ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
                                                resources_per_worker={"CPU": config.cpus_per_worker,

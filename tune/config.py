@@ -11,8 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from data_pipeline.config import DataConfig
-from train.config import TrainConfig
-from train.tiny_llama import TinyLlamaConfig
+from train.config import TinyLlamaConfig, TrainConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "lora_search.yaml"

@@ -16,7 +16,6 @@ import mlflow
 import ray
 import ray.train
 import ray.tune
-from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -28,26 +27,15 @@ from data_pipeline.templates import PromptTemplate
 from eval.jail import JailSettings
 from eval.ray_pool import SandboxPool
 from eval.sandbox import SandboxLimits
-from train.config import TrainConfig
-from train.trainer import build_trainer
 from tune.config import DEFAULT_CONFIG, StudyConfig, load_config
 from tune.evaluation import PassAtOneEvaluator
+from tune.search_trial import run_trial
 from tune.study_inputs import StudyInputs, prepare_study_inputs
 from tune.tracking import TrialTracker, log_base_model, start_study_run, tracking_uri
 from tune.training_data import TrainingData
 
 TABLE_COLUMNS = ("trial", "lora_rank", "lora_alpha", "learning_rate", "train_size", "step",
                  "validation_loss", "pass_at_1")
-
-
-def trial_train_config(study: StudyConfig, model: str, hyperparameters: dict) -> TrainConfig:
-    """The study's train config with the trial's hyperparameters; checkpoints are ranked by the
-    search metric, since that is what the search compares."""
-    lora = study.train.lora.model_copy(update={"rank": hyperparameters["lora_rank"],
-                                               "alpha": hyperparameters["lora_alpha"]})
-    selection = study.train.selection.model_copy(update={"metric": study.search.metric})
-    return study.train.model_copy(update={"model": model, "lora": lora, "selection": selection,
-                                          "learning_rate": hyperparameters["learning_rate"]})
 
 
 def tokenized_datasets(study: StudyConfig, inputs: StudyInputs) -> dict[str, ray.data.Dataset]:
@@ -60,18 +48,6 @@ def tokenized_datasets(study: StudyConfig, inputs: StudyInputs) -> dict[str, ray
                 for size, subset in nested_size_subsets(train, study.search.space.train_size).items()}
     datasets["validation"] = data.finished(data.tokenized(load_split(inputs.data.validation_path)))
     return datasets
-
-
-def run_trial(hyperparameters: dict, study: StudyConfig, inputs: StudyInputs, datasets: dict[str, ray.data.Dataset],
-              evaluator: PassAtOneEvaluator):
-    """One trial: one distributed Ray Train run on the trial's training subset."""
-    train_config = trial_train_config(study, inputs.model, hyperparameters)
-    trainer = build_trainer(
-        train_config,
-        {"train": datasets[f"train_{hyperparameters['train_size']}"], "validation": datasets["validation"]},
-        name=f"{study.experiment}-{ray.tune.get_context().get_trial_id()}", storage_path=study.storage_path,
-        evaluate=evaluator, callbacks=[TuneReportCallback()])
-    trainer.fit()
 
 
 def search_space(study: StudyConfig) -> dict:
@@ -94,7 +70,7 @@ def build_tuner(study: StudyConfig, inputs: StudyInputs, evaluator: PassAtOneEva
     # A trial only drives its Ray Train run, whose workers hold the CPUs/GPUs. Tune refuses an
     # all-zero request, so the trial asks for one megabyte of memory instead of a CPU.
     trainable = ray.tune.with_resources(
-        ray.tune.with_parameters(run_trial, study=study, inputs=inputs, datasets=datasets, evaluator=evaluator),
+        ray.tune.with_parameters(run_trial, study=study, model=inputs.model, datasets=datasets, evaluator=evaluator),
         {"CPU": 0, "memory": 2**20})
     study_dir = Path(study.storage_path).resolve() / study.experiment
     if ray.tune.Tuner.can_restore(str(study_dir)):
