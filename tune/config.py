@@ -63,7 +63,10 @@ class SearchConfig(Strict):
     metric: Literal["pass_at_1", "validation_loss"] = "pass_at_1"
     scheduler: Literal["asha", "fifo"] = "asha"
     grace_period_steps: PositiveInt = 100
-    max_concurrent_trials: PositiveInt = 1
+    # auto: as many trials as the cluster's CPUs, GPUs and custom resources hold when the study
+    # starts (tune/cluster_fit.py). On an autoscaling cluster whose GPU workers start at zero, set
+    # the number of trials to run at once: their pending Ray Train runs are the autoscaler's demand.
+    max_concurrent_trials: PositiveInt | Literal["auto"] = "auto"
     # A trial that errors (its node lost, a spot worker preempted) restarts from its last checkpoint.
     max_failures: int = Field(2, ge=-1)  # per trial; -1: no limit
     seed: int = 0

@@ -27,6 +27,7 @@ from data_pipeline.templates import PromptTemplate
 from eval.jail import JailSettings
 from eval.ray_pool import SandboxPool
 from eval.sandbox import SandboxLimits
+from tune.cluster_fit import concurrent_trials
 from tune.config import DEFAULT_CONFIG, StudyConfig, load_config
 from tune.evaluation import PassAtOneEvaluator
 from tune.search_trial import run_trial
@@ -76,6 +77,8 @@ def build_tuner(study: StudyConfig, inputs: StudyInputs, evaluator: PassAtOneEva
     if ray.tune.Tuner.can_restore(str(study_dir)):
         print(f"Resuming the study in {study_dir}: finished trials are not run again.")
         return ray.tune.Tuner.restore(str(study_dir), trainable=trainable, resume_errored=True)
+    concurrent = concurrent_trials(study)
+    print(f"Running up to {concurrent} trial(s) at once.")
     return ray.tune.Tuner(
         trainable,
         param_space=search_space(study),
@@ -83,7 +86,7 @@ def build_tuner(study: StudyConfig, inputs: StudyInputs, evaluator: PassAtOneEva
             metric=study.search.metric, mode=study.search.mode, num_samples=study.search.num_samples,
             scheduler=scheduler(study),
             search_alg=BasicVariantGenerator(random_state=study.search.seed,
-                                             max_concurrent=study.search.max_concurrent_trials)),
+                                             max_concurrent=concurrent)),
         run_config=ray.tune.RunConfig(name=study.experiment, storage_path=str(study_dir.parent),
                                       callbacks=[tracker],
                                       failure_config=ray.tune.FailureConfig(max_failures=study.search.max_failures)),

@@ -62,7 +62,7 @@ def test_search_survives_a_lost_node_logs_every_trial_to_mlflow_and_resumes_with
     cluster, workers = three_node_cluster
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     study = [*prepared_study, "train.num_workers=1", "train.custom_resources_per_worker={trainer: 1}",
-             "search.max_concurrent_trials=2", "sandbox.cpus_per_worker=0",
+             "sandbox.cpus_per_worker=0",
              "train.max_steps=20", "train.eval_every_steps=10", "search.grace_period_steps=20"]
     search_done, killed = threading.Event(), {}
     killer = threading.Thread(target=_kill_a_training_node_once_trials_train_on_both,
