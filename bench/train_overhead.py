@@ -23,22 +23,20 @@ import ray
 import torch
 from transformers import AutoTokenizer
 
-from data_pipeline.synthetic_tasks import write_embedded_world
 from data_pipeline.templates import tokenize_batch
 from train.config import TrainConfig
 from train.methods import build_model
-from train.tiny_llama import ensure_tiny_llama
 from train.trainer import build_trainer
 from tune.config import EmbeddedWorld
+from tune.preparation import embedded_model, embedded_world
 
 
 def tokenized_rows(cache: Path, rows: int, max_seq_len: int) -> tuple[str, dict[str, np.ndarray]]:
     """The embedded default's model (built once, shared with the study's cache) and its first
     ``rows`` instructions, tokenized."""
     embedded = EmbeddedWorld()
-    world = write_embedded_world(str(cache / "embedded" / "world"), seed=embedded.seed,
-                                 eval_per_family=embedded.eval_per_family, n_instructions=embedded.n_instructions)
-    model = ensure_tiny_llama(world["pretrain_corpus"], str(cache / "embedded" / "model"), embedded.model)
+    world = embedded_world(cache, embedded)
+    model = embedded_model(cache, embedded, world)
     records = [json.loads(line) for line in Path(world["instructions"]).read_text().splitlines()[:rows]]
     batch = {key: np.array([record[key] for record in records]) for key in ("instruction", "input", "output")}
     return model, tokenize_batch(batch, AutoTokenizer.from_pretrained(model), max_seq_len)

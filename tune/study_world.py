@@ -5,13 +5,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import AutoTokenizer
-
 from data_pipeline.config import DataConfig
-from data_pipeline.prepare import PreparedData, load_split, prepare_instruction_data
-from data_pipeline.synthetic_tasks import write_embedded_world
+from data_pipeline.prepare import PreparedData, load_split
 from eval.benchmarks import load_benchmark
-from train.tiny_llama import ensure_tiny_llama
+from tune.preparation import benchmark_texts, cleaned_data, embedded_model, embedded_world
 from tune.study_spec import BenchmarkSpec, ModelSpec, StudySpec, parse_slice
 
 SHOT_POOL_SIZE = 2000  # training rows the shots are chosen from (the first by the seeded order)
@@ -31,22 +28,15 @@ def prepare_world(spec: StudySpec, model: ModelSpec) -> ModelWorld:
     cache = Path(spec.cache_dir).resolve()
     data_config, embedded_problems, model_path = spec.data, None, model.path
     if spec.embedded is not None:
-        world = write_embedded_world(str(cache / "embedded" / "world"), seed=spec.embedded.seed,
-                                     eval_per_family=spec.embedded.eval_per_family,
-                                     n_instructions=spec.embedded.n_instructions)
-        model_path = model.path or ensure_tiny_llama(world["pretrain_corpus"], str(cache / "embedded" / "model"),
-                                                     spec.embedded.model)
+        world = embedded_world(cache, spec.embedded)
+        model_path = model.path or embedded_model(cache, spec.embedded, world)
         data_config = data_config.model_copy(update={"path": data_config.path or world["instructions"]})
         embedded_problems = world["problems"]
     benchmarks = {b.name: benchmark_problems(b, embedded_problems) for b in spec.benchmarks}
-    # Decontamination (when configured) checks the training rows against everything the study scores on.
-    benchmark_texts = [problem["prompt"] + (problem.get("canonical_solution") or "")
-                       for problems in benchmarks.values() for problem in problems.values()]
-    tokenizer = AutoTokenizer.from_pretrained(model_path) if data_config.max_tokens is not None else None
+    texts = benchmark_texts(benchmarks.values())  # everything the study scores on
     # Keyed by what the prepared data depends on, so studies with the same data share it.
-    inputs = hashlib.sha256("\n".join([data_config.model_dump_json(), model_path, *benchmark_texts]).encode())
-    data = prepare_instruction_data(data_config, str(cache / "prepared" / model.name / inputs.hexdigest()[:16]),
-                                    benchmark_texts=benchmark_texts, tokenizer=tokenizer)
+    inputs = hashlib.sha256("\n".join([data_config.model_dump_json(), model_path, *texts]).encode())
+    data = cleaned_data(data_config, model_path, texts, str(cache / "prepared" / model.name / inputs.hexdigest()[:16]))
     return ModelWorld(model.name, model_path, data_config, data, benchmarks, shot_pool(data))
 
 
