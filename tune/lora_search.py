@@ -35,6 +35,7 @@ from tune.study_inputs import StudyInputs, prepare_study_inputs
 from tune.tracking import TrialTracker, log_base_model, start_study_run, tracking_uri
 from tune.training_data import TrainingData
 
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # what Ray gives the head node, and it alone
 TABLE_COLUMNS = ("trial", "lora_rank", "lora_alpha", "learning_rate", "train_size", "step",
                  "validation_loss", "pass_at_1")
 
@@ -68,11 +69,12 @@ def scheduler(study: StudyConfig):
 def build_tuner(study: StudyConfig, inputs: StudyInputs, evaluator: PassAtOneEvaluator,
                 tracker: TrialTracker) -> ray.tune.Tuner:
     datasets = tokenized_datasets(study, inputs)
-    # A trial only drives its Ray Train run, whose workers hold the CPUs/GPUs. Tune refuses an
-    # all-zero request, so the trial asks for one megabyte of memory instead of a CPU.
+    # A trial only drives its Ray Train run, whose workers hold the CPUs/GPUs. It runs on the head
+    # node, with the run's controller: a lost worker node then fails only the trials that train on
+    # it. (Tune refuses an all-zero request; a thousandth of the head resource is next to none.)
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(run_trial, study=study, model=inputs.model, datasets=datasets, evaluator=evaluator),
-        {"CPU": 0, "memory": 2**20})
+        {"CPU": 0, HEAD_NODE_RESOURCE: 0.001})
     study_dir = Path(study.storage_path).resolve() / study.experiment
     if ray.tune.Tuner.can_restore(str(study_dir)):
         print(f"Resuming the study in {study_dir}: finished trials are not run again.")
