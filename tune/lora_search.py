@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mlflow
 import ray
-import ray.train
+import ray.data
 import ray.tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
