@@ -27,9 +27,9 @@ def prepared_study(tiny_study, ray_cluster) -> list[str]:
 @pytest.fixture
 def three_node_cluster(prepared_study):
     """A head and two worker nodes that offer one `trainer` each: a training worker asks for one, so
-    two concurrent trials run on different nodes, and each node keeps a CPU free for data work
-    (rebuilding the dataset blocks lost with a node). The session's local Ray instance is shut
-    down first (later tests start a new one on first use)."""
+    the search's `auto` concurrency runs two trials at once, on different nodes, and each node
+    keeps a CPU free for data work (rebuilding the dataset blocks lost with a node). The session's
+    local Ray instance is shut down first (later tests start a new one on first use)."""
     ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=2, resources={"trainer": 1}) for _ in range(2)]
