@@ -13,6 +13,7 @@ import ray.data
 from data_pipeline.cleaning import clean_instructions
 from data_pipeline.config import DataConfig
 from data_pipeline.content_hash import dataset_content_hash
+from data_pipeline.parquet_reads import read_parquet
 from data_pipeline.splits import nested_size_subsets, train_validation_split
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def prepare_instruction_data(
 
 def load_split(path: str) -> ray.data.Dataset:
     """A prepared split (train or validation) as a Dataset."""
-    return ray.data.read_parquet(path)
+    return read_parquet(path)
 
 
 def load_training_subset(train_path: str, size: int | None) -> ray.data.Dataset:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import ray.data
 
 from data_pipeline.config import DataConfig
+from data_pipeline.parquet_reads import read_parquet
 from data_pipeline.schema import BAD_ROW_COLUMN, ColumnMapping
 from data_pipeline.text import TEXT_COLUMNS
 from data_pipeline.text_sources import CsvInstructionSource, JsonlInstructionSource
@@ -87,7 +88,7 @@ def _read_parquet(path: str, mapping: ColumnMapping, skip: bool) -> ray.data.Dat
     wanted = _wanted_columns(mapping, [schema.names for schema in schemas.values()])
     for file, schema in schemas.items():
         _check_schema(file, schema, wanted, mapping)
-    return ray.data.read_parquet(files, columns=wanted).map_batches(
+    return read_parquet(files, columns=wanted).map_batches(
         to_instruction_table,
         batch_format="pyarrow",
         fn_kwargs={"mapping": mapping, "origin": path, "skip_bad_rows": skip},
