@@ -20,7 +20,6 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from data_pipeline.prepare import load_split
 from data_pipeline.report import write_data_report
 from data_pipeline.splits import nested_size_subsets
 from data_pipeline.templates import PromptTemplate
@@ -45,11 +44,10 @@ def tokenized_datasets(study: StudyConfig, inputs: StudyInputs) -> dict[str, ray
     packed, with ``data.packing``) once for the whole study, so trials start training without any
     data work."""
     data = TrainingData(inputs.model, inputs.data_config)
-    train = data.tokenized(load_split(inputs.data.train_path)).materialize()
+    train, validation = data.tokenized_splits(inputs.data)
     datasets = {f"train_{size}": data.finished(subset)
                 for size, subset in nested_size_subsets(train, study.search.space.train_size).items()}
-    datasets["validation"] = data.finished(data.tokenized(load_split(inputs.data.validation_path)))
-    return datasets
+    return datasets | {"validation": validation}
 
 
 def search_space(study: StudyConfig) -> dict:

@@ -252,9 +252,7 @@ class StudyRunner:
         run's nested subset is cut from them."""
         if world.name not in self.tokenized_splits:
             data = TrainingData(world.model_path, world.data_config)
-            self.tokenized_splits[world.name] = TokenizedSplits(
-                data, data.tokenized(load_split(world.data.train_path)).materialize(),
-                data.finished(data.tokenized(load_split(world.data.validation_path))))
+            self.tokenized_splits[world.name] = TokenizedSplits(data, *data.tokenized_splits(world.data))
         splits = self.tokenized_splits[world.name]
         if variant == "all":
             train = splits.train if size is None else nested_size_subsets(splits.train, [size])[size]

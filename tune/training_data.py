@@ -10,6 +10,7 @@ from transformers import AutoTokenizer
 
 from data_pipeline.config import DataConfig
 from data_pipeline.packing import pack_dataset
+from data_pipeline.prepare import PreparedData, load_split
 from data_pipeline.splits import ORDER_COLUMN
 from data_pipeline.templates import PromptTemplate, tokenize_dataset
 
@@ -20,6 +21,12 @@ class TrainingData:
         self.template = PromptTemplate.from_config(data_config)
         self.max_seq_len = data_config.max_seq_len
         self.packing = data_config.packing
+
+    def tokenized_splits(self, prepared: PreparedData) -> tuple[ray.data.Dataset, ray.data.Dataset]:
+        """The whole training split tokenized, still with its ``order`` for cutting nested subsets,
+        and the validation split finished."""
+        train = self.tokenized(load_split(prepared.train_path)).materialize()
+        return train, self.finished(self.tokenized(load_split(prepared.validation_path)))
 
     def tokenized(self, rows: ray.data.Dataset) -> ray.data.Dataset:
         return tokenize_dataset(rows, self.tokenizer, self.max_seq_len, template=self.template)
