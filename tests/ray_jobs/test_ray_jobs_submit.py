@@ -1,9 +1,7 @@
-"""`ray job submit` path on an on-prem cluster brought up with `ray up` (see conftest.py): jobs
-submitted with the repository as working directory log to the MLflow server the head started.
-(The search itself runs end to end, on several nodes, in tests/tune; here the job environment is
-checked: upload, PYTHONPATH, token, forwarded MLflow URI, sandbox actors on the cluster.)"""
-
-import json
+"""`ray job submit` path on an on-prem cluster brought up with `ray up` (see conftest.py): the LoRA
+search, submitted with the repository as working directory, logs to the MLflow server the head
+started. (Several nodes and a lost node are tested in tests/tune; here the job environment is:
+upload, PYTHONPATH, token, forwarded MLflow URI, Ray Train and sandbox actors on the cluster.)"""
 
 import mlflow
 import pytest
@@ -15,27 +13,26 @@ from ray_jobs.submit import submit, wait
 pytestmark = pytest.mark.slow
 
 
-def _run_job(address: str, args: list[str], uri: str) -> str:
-    # A loaded machine can take minutes to start the head's job agent.
-    client, job_id = submit(address, args, extra_env={"MLFLOW_TRACKING_URI": uri}, agent_wait_s=300)
-    status = wait(client, job_id, timeout_s=300)
-    logs = client.get_job_logs(job_id)
-    assert status == JobStatus.SUCCEEDED, logs[-3000:]
-    return logs
-
-
-def test_submitted_jobs_find_the_project_and_log_to_the_heads_mlflow_server(onprem_cluster, tmp_path):
+def test_submitted_search_logs_its_runs_to_the_heads_mlflow_server(onprem_cluster, tiny_study):
     dashboard, uri = onprem_cluster.dashboard, onprem_cluster.mlflow_uri
-    samples = tmp_path / "samples.jsonl"
-    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "    return False\n"}) + "\n")
+    # One trial; the tracking URI comes from the job's environment, not from the study's overrides.
+    study = [arg for arg in tiny_study if not arg.startswith("mlflow_tracking_uri=")]
+    study += ["search.num_samples=1", "search.space.lora_rank=[2]", "experiment=submitted"]
 
     onprem_cluster.wait_for_mlflow()
-    logs = _run_job(dashboard, ["-m", "eval.execute", str(samples), "--backend", "ray", "--k", "1",
-                               "--mlflow-experiment", "submitted"], uri)
+    # A loaded machine can take minutes to start the head's job agent.
+    job_client, job_id = submit(dashboard, ["tune/lora_search.py", *study], extra_env={"MLFLOW_TRACKING_URI": uri},
+                                agent_wait_s=300)
+    status = wait(job_client, job_id, timeout_s=600)
+    logs = job_client.get_job_logs(job_id)
 
-    assert '{"pass_at_1": 0.0}' in logs
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert "base model pass_at_1" in logs
     listed = "\n".join(job_table(client(dashboard)))
-    assert listed.count("SUCCEEDED") == 1 and "eval.execute" in listed
-    [run] = mlflow.MlflowClient(uri).search_runs(
-        [mlflow.MlflowClient(uri).get_experiment_by_name("submitted").experiment_id])
-    assert run.data.metrics == {"pass_at_1": 0.0}
+    assert listed.count("SUCCEEDED") == 1 and "tune/lora_search.py" in listed
+    tracking = mlflow.MlflowClient(uri)
+    runs = tracking.search_runs([tracking.get_experiment_by_name("submitted").experiment_id])
+    trials = [run for run in runs if run.data.tags.get("condition") == "lora"]
+    assert len(trials) == 1 and trials[0].info.status == "FINISHED"
+    assert trials[0].data.metrics["step"] == 4 and 0.0 <= trials[0].data.metrics["pass_at_1"] <= 1.0
+    assert len([run for run in runs if run.data.tags.get("condition") == "base"]) == 1
