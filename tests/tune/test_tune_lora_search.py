@@ -1,19 +1,28 @@
-"""End to end: the LoRA search on a shrunken embedded default, on a Ray cluster of a head and two
-worker nodes (one machine), one of which is killed mid-study; its MLflow runs, and resumption."""
+"""End to end: the LoRA search on a shrunken embedded default, on an autoscaling Ray cluster of one
+machine that starts with no training nodes; the autoscaler adds them for the trials, one of them
+is killed mid-study; its MLflow runs, and resumption."""
 
+import json
+import os
+import subprocess
 import threading
 from pathlib import Path
 
 import mlflow
+import psutil
 import pytest
 import ray
-from ray.cluster_utils import Cluster
 
 from tune.config import DEFAULT_CONFIG, load_config
 from tune.lora_search import main
 from tune.study_inputs import prepare_study_inputs
 
 pytestmark = pytest.mark.slow
+
+# Ray's fake multi-node provider starts each node it launches as processes on this machine, tagged
+# with this variable, and otherwise drives the autoscaler as a cloud provider would.
+NODE_ID_VARIABLE = "RAY_OVERRIDE_NODE_ID_FOR_TESTING"
+TRAINER_NODE = {"resources": {"CPU": 2, "trainer": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
 
 
 @pytest.fixture
@@ -24,30 +33,68 @@ def prepared_study(tiny_study, ray_cluster) -> list[str]:
     return tiny_study
 
 
+def autoscaling_config() -> dict:
+    """A cluster config for the fake multi-node provider: a head with one CPU (data work) and a
+    `trainer_node` type of 2 CPUs and one `trainer`, none at start, at most two."""
+    return {
+        "cluster_name": "fake_multinode", "max_workers": 2, "upscaling_speed": 1.0, "idle_timeout_minutes": 5,
+        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+                     "disable_launch_config_check": True},
+        "head_node_type": "ray.head.default",
+        "available_node_types": {"ray.head.default": {"resources": {"CPU": 1}, "node_config": {}, "max_workers": 0},
+                                 "trainer_node": TRAINER_NODE},
+        "auth": {"ssh_user": "ubuntu"}, "docker": {}, "file_mounts": {}, "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
+        **{name: [] for name in ("initialization_commands", "setup_commands", "head_setup_commands",
+                                 "worker_setup_commands", "head_start_ray_commands", "worker_start_ray_commands")},
+    }
+
+
 @pytest.fixture
-def three_node_cluster(prepared_study):
-    """A head and two worker nodes that offer one `trainer` each: a training worker asks for one, so
-    the search's `auto` concurrency runs two trials at once, on different nodes, and each node
-    keeps a CPU free for data work (rebuilding the dataset blocks lost with a node). The session's
-    local Ray instance is shut down first (later tests start a new one on first use)."""
+def autoscaling_cluster(prepared_study, tmp_path):
+    """Started with `ray start --head --autoscaling-config`, as `ray up` does on a cloud. The session's
+    local Ray instance is shut down first (later tests start a new one on first use); at the end,
+    `ray stop --force` stops it with its nodes, as Ray's own `AutoscalingCluster` does."""
     ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    workers = [cluster.add_node(num_cpus=2, resources={"trainer": 1}) for _ in range(2)]
-    cluster.connect()
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield cluster, workers
-    ray.shutdown()
-    cluster.shutdown()
+    config = tmp_path / "autoscaling.json"
+    config.write_text(json.dumps(autoscaling_config()))
+    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+    # The default GCS port: the fake provider's nodes join the head there.
+    subprocess.run(["ray", "start", "--head", f"--autoscaling-config={config}", "--num-cpus=1",
+                    "--include-dashboard=false"], env=env, check=True, capture_output=True)
+    try:
+        ray.init("auto", log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        yield
+    finally:
+        ray.shutdown()
+        subprocess.run(["ray", "stop", "--force"], check=True, capture_output=True)
 
 
-def _kill_a_training_node_once_trials_train_on_both(cluster: Cluster, workers, storage: Path,
-                                                  search_done: threading.Event, killed: dict):
-    """Once a checkpoint is written and both nodes' trainers are taken (each node runs a trial's
-    training), kills one of the worker nodes without letting anything on it shut down."""
+def trainer_nodes() -> list[str]:
+    """The live nodes with a `trainer`."""
+    return [node["NodeID"] for node in ray.nodes() if node["Alive"] and node["Resources"].get("trainer")]
+
+
+def kill_node(node_id: str) -> None:
+    """Every process of the node at once, with SIGKILL: a machine lost, not shut down."""
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(NODE_ID_VARIABLE) == node_id:
+                process.kill()
+        except psutil.Error:
+            pass
+
+
+def _kill_a_training_node_once_trials_train_on_both(storage: Path, search_done: threading.Event, killed: dict):
+    """Once a checkpoint is written and both launched nodes' trainers are taken (each node runs a
+    trial's training), kills one of them."""
     while not search_done.wait(0.5):
-        if any(storage.glob("lora_search-*/checkpoint_*")) and ray.available_resources().get("trainer", 0) == 0:
-            killed["node"] = workers[0].node_id
-            cluster.remove_node(workers[0], allow_graceful=False)
+        trainers_taken = (ray.cluster_resources().get("trainer", 0) == 2
+                          and ray.available_resources().get("trainer", 0) == 0)
+        if any(storage.glob("lora_search-*/checkpoint_*")) and trainers_taken:
+            killed["node"] = trainer_nodes()[0]
+            kill_node(killed["node"])
             return
 
 
@@ -58,15 +105,15 @@ def _runs(tracking_uri: str, experiment: str):
 
 
 def test_search_survives_a_lost_node_logs_every_trial_to_mlflow_and_resumes_without_rerunning(
-        prepared_study, three_node_cluster, tmp_path, capsys):
-    cluster, workers = three_node_cluster
+        prepared_study, autoscaling_cluster, tmp_path, capsys):
+    assert not trainer_nodes(), "the cluster starts without training nodes"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     study = [*prepared_study, "train.num_workers=1", "train.custom_resources_per_worker={trainer: 1}",
-             "sandbox.cpus_per_worker=0",
+             "sandbox.cpus_per_worker=0", "search.max_concurrent_trials=2",
              "train.max_steps=20", "train.eval_every_steps=10", "search.grace_period_steps=20"]
     search_done, killed = threading.Event(), {}
     killer = threading.Thread(target=_kill_a_training_node_once_trials_train_on_both,
-                              args=(cluster, workers, tmp_path / "ray_results", search_done, killed))
+                              args=(tmp_path / "ray_results", search_done, killed))
     killer.start()
     try:
         rows = main(study)
@@ -74,8 +121,8 @@ def test_search_survives_a_lost_node_logs_every_trial_to_mlflow_and_resumes_with
         search_done.set()
         killer.join()
 
-    assert "node" in killed, "the two trials did not train at once on the two worker nodes"
-    assert workers[0] not in cluster.worker_nodes
+    assert "node" in killed, "the autoscaler did not add two training nodes, or the trials did not train on both"
+    assert {node["NodeID"]: node["Alive"] for node in ray.nodes()}[killed["node"]] is False
     assert len(rows) == 2
     assert [row["pass_at_1"] for row in rows] == sorted((row["pass_at_1"] for row in rows), reverse=True)
     assert all(0.0 <= row["pass_at_1"] <= 1.0 and row["lora_rank"] in (2, 4) for row in rows)
