@@ -9,11 +9,15 @@ Formats (JSONL, optionally gzipped):
 - ``livecodebench``: livecodebench ``code_generation(_lite)`` ``test*.jsonl``.
 - ``stdio_jsonl``: our own stdin/stdout sets, ``{task_id, prompt, tests: [{input, output}], difficulty?,
   language?, compare?, canonical_solution?}``.
+- ``reference_jsonl``: problems with a reference solution and no tests, ``{task_id, prompt, reference,
+  difficulty?, language?}`` (e.g. a held-out split of an instruction set): never run, scored only by
+  the reference metrics (BLEU, CodeBLEU, CodeBERTScore, an LLM judge).
 
 Every problem has task_id, language, kind, prompt, difficulty, stop_tokens and canonical_solution. A
 ``function`` problem is judged as ``prompt + completion + "\\n" + test`` (then ``check(entry_point)`` for
 Python when entry_point is set), so its prompt is always Python/C++/Java/JS source. A ``stdio`` problem is a
-whole program judged on ``tests`` (``[{input, output}]``) with ``compare`` = exact, whitespace or float.
+whole program judged on ``tests`` (``[{input, output}]``) with ``compare`` = exact, whitespace or float. A
+``reference`` problem is answered like a ``stdio`` one (a whole program from a statement) and never judged.
 """
 
 from __future__ import annotations
@@ -75,11 +79,17 @@ def load_stdio_jsonl(path: str) -> dict[str, dict]:
     return _load(path, _stdio)
 
 
+def load_reference_jsonl(path: str) -> dict[str, dict]:
+    return _load(path, _reference)
+
+
 LOADERS: dict[str, Callable[..., dict[str, dict]]] = {
     "humaneval": load_humaneval, "humaneval_plus": load_humaneval_plus, "mbpp": load_mbpp,
     "mbpp_plus": load_mbpp_plus, "multipl_e": load_multipl_e, "livecodebench": load_livecodebench,
-    "stdio_jsonl": load_stdio_jsonl,
+    "stdio_jsonl": load_stdio_jsonl, "reference_jsonl": load_reference_jsonl,
 }
+# Formats whose problems have tests: every one but reference_jsonl.
+TESTED_FORMATS = tuple(name for name in LOADERS if name != "reference_jsonl")
 
 
 def _python_function(record: dict, where: str) -> dict:
@@ -186,6 +196,14 @@ def _stdio(record: dict, where: str) -> dict:
                           _choice(record, "compare", COMPARE_MODES, where, "whitespace"),
                           _field(record, "difficulty", where, required=False),
                           _field(record, "canonical_solution", where, required=False))
+
+
+def _reference(record: dict, where: str) -> dict:
+    return {"task_id": _field(record, "task_id", where), "language": _choice(record, "language", LANGUAGES, where,
+                                                                             "python"),
+            "kind": "reference", "prompt": _field(record, "prompt", where),
+            "difficulty": _field(record, "difficulty", where, required=False), "stop_tokens": [],
+            "canonical_solution": _field(record, "reference", where)}
 
 
 def _is_case(case: object) -> bool:

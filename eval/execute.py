@@ -33,7 +33,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from eval.benchmarks import LOADERS, load_benchmark
+from eval.benchmarks import TESTED_FORMATS, load_benchmark
 from eval.jail import ISOLATION_MODES, JailSettings
 from eval.pass_at_k import problem_table, summarize
 from eval.pool import JudgePool, LocalSandboxPool
@@ -68,7 +68,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("samples", help="JSONL file of {task_id, completion} samples")
     parser.add_argument("--problems", help="problems file (default: the installed HumanEval)")
     parser.add_argument(
-        "--format", default="humaneval", choices=sorted(LOADERS), help="format of --problems"
+        "--format", default="humaneval", choices=sorted(TESTED_FORMATS), help="format of --problems"
     )
     parser.add_argument(
         "--workers", type=int, default=None,

@@ -163,10 +163,12 @@ def download_per_problem(client: mlflow.MlflowClient, run_id: str, download_dir:
 
 
 def tidy_problems(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-problem rows with their run's condition, benchmark and checkpoint step."""
-    optional = {"dominant_failure": "", "difficulty": None}
+    """Per-problem rows with their run's condition, benchmark and checkpoint step; rows without
+    pass@1 (a benchmark without tests, scored by the other metrics only) are left out."""
+    optional = {"dominant_failure": "", "difficulty": None, "n": np.nan, "c": np.nan, "pass_at_1": np.nan}
     table = table.assign(**{name: table.get(name, pd.Series(default, index=table.index))
                             for name, default in optional.items()})
+    table = table[table["pass_at_1"].notna()].copy()
     table["dominant_failure"] = table["dominant_failure"].fillna("").astype(str)
     table["task_id"] = table["task_id"].astype(str)
     table["pass_at_1"] = table["pass_at_1"].astype(float)
@@ -227,6 +229,8 @@ def pass_rate_summary(scores: pd.DataFrame, problems: pd.DataFrame, runs: pd.Dat
 
 def main_table(summary: pd.DataFrame, conditions: list[str], benchmarks: list[str]) -> list[list]:
     """Rows of [condition, cell per benchmark]; a cell is (pass@1 [CI] in %, detail) or None."""
+    if summary.empty:  # every benchmark is without tests
+        return []
     by_key = summary.set_index(["condition", "benchmark"])
     rows = []
     for condition in conditions:
@@ -535,14 +539,20 @@ TEMPLATE = """<!DOCTYPE html>
   <li>{{ benchmarks | length }} benchmarks:
     {% for name, count in benchmarks.items() %}{{ name }} ({{ count }} problems)
     {%- if not loop.last %}, {% endif %}{% endfor %}</li>
+  {% if without_tests %}<li>Without tests, scored by the other metrics only: {{ without_tests | join(", ") }}</li>
+  {% endif %}
   <li>Models: {{ models | join(", ") or "not tagged" }}</li>
   <li>Generated {{ generated }}</li>
   {% if skipped %}<li>Skipped runs: {{ skipped | join("; ") }}</li>{% endif %}
 </ul>
 
 <h2>pass@1 by condition and benchmark</h2>
+{% if benchmarks %}
 <p class="note">pass@1 in %, with its {{ confidence }} bootstrap CI over problems; seeds are averaged per
 problem.</p>
+{% else %}
+<p class="note">No benchmark of this study has tests, so nothing below is measured by pass@1.</p>
+{% endif %}
 <table id="main-table">
   <tr><th>condition</th>{% for name in benchmarks %}<th>{{ name }}</th>{% endfor %}</tr>
   {% for condition, cells in main_rows %}
@@ -629,13 +639,14 @@ def render_report(study: Study, reference: str | None = None) -> str:
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return environment.from_string(TEMPLATE).render(
         experiment=study.experiment, reference=reference, conditions=conditions, benchmarks=benchmarks,
+        without_tests=sorted(set(final_runs(study.runs)["benchmark"]) - set(benchmarks)),
         confidence=f"{CONFIDENCE:.0%}",
         models=sorted(set(study.runs["model"]) - {""}),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), skipped=study.skipped,
         main_rows=main_table(summary, conditions, list(benchmarks)),
         metrics=other_metrics_table(study.runs, conditions),
         comparisons=comparisons, n_comparisons=len(all_comparisons),
-        figures=draw_figures(study, scores, summary, conditions),
+        figures=draw_figures(study, scores, summary, conditions) if not scores.empty else [],
         disagreements={benchmark: disagreement_table(group, conditions)
                        for benchmark, group in scores.groupby("benchmark")},
     )

@@ -14,6 +14,7 @@ a fine-tuning run continues from its latest checkpoint in ``storage_path``.
 """
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,11 +303,13 @@ class StudyRunner:
         answers = self.answers(world, seed, todo)
         jobs = {evaluation: [judged_answer(problem, answer, evaluation.answering.chain_of_thought)
                              for problem, answer in answers[evaluation]] for evaluation in todo}
-        verdicts = iter(self.pool.check([job for evaluation in todo for job in jobs[evaluation]], progress=False))
+        tested = [job for evaluation in todo for job in jobs[evaluation] if has_tests(job[0])]
+        verdicts = iter(self.pool.check(tested, progress=False) if tested else [])
         for evaluation in todo:
-            judged = [(problem, completion, next(verdicts)) for problem, completion in jobs[evaluation]]
+            # The benchmark's own problem, not the sandbox's copy (whose prompt a whole program drops).
+            judged = [(problem, completion, next(verdicts) if has_tests(problem) else None)
+                      for (problem, _), (_, completion) in zip(answers[evaluation], jobs[evaluation])]
             self.score_and_log(world, keys[evaluation], evaluation, {**evaluation.params, "seed": seed}, judged)
-            print(f"[study] {keys[evaluation]}: pass@1 {self.finished[keys[evaluation]]:.3f}", flush=True)
         print(f"[study] {len(todo)} evaluations in {time.monotonic() - started:.0f} s", flush=True)
         return {evaluation: self.finished[keys[evaluation]] for evaluation in evaluations}
 
@@ -333,19 +336,24 @@ class StudyRunner:
 
     def score_and_log(self, world: ModelWorld, key: str, evaluation: Evaluation, params: dict,
                       judged: list[tuple[dict, str, object]]) -> None:
-        """pass@k per problem, the reference metrics, and one MLflow run."""
+        """pass@k per problem (none for a benchmark without tests), the reference metrics, and one
+        MLflow run."""
         ks = tuple(self.spec.metrics.pass_at_k)
-        table = problem_table([problem["task_id"] for problem, _, _ in judged], [v for _, _, v in judged], ks)
         first = {}
         for problem, completion, _ in judged:
             first.setdefault(problem["task_id"], (problem, completion))
+        if has_tests(judged[0][0]):
+            table = problem_table([problem["task_id"] for problem, _, _ in judged], [v for _, _, v in judged], ks)
+            metrics = summarize(table, ks)
+        else:
+            table, metrics = [{"task_id": task_id} for task_id in first], {}
         for row in table:
             problem, completion = first[row["task_id"]]
             row.update(difficulty=problem.get("difficulty"), completion=completion)
-        metrics = summarize(table, ks)
         artifacts = reference_scores(self.spec.metrics, [first[row["task_id"]][0] for row in table],
                                      [row["completion"] for row in table], table, metrics)
         self.log_evaluation(key, world, evaluation.condition, evaluation.benchmark, params, metrics, table, artifacts)
+        print(f"[study] {key}: " + ", ".join(f"{name} {value:.3f}" for name, value in metrics.items()), flush=True)
 
     def prompts(self, world: ModelWorld, problems: list[dict], answering: Answering) -> list[dict]:
         zero_shot = answering.shots is None or answering.shots.k == 0
@@ -374,7 +382,7 @@ class StudyRunner:
             mlflow.log_dict(table, "per_problem.json")
             for name, content in (artifacts or {}).items():
                 mlflow.log_dict(content, name)
-        self.finished[key] = metrics["pass_at_1"]
+        self.finished[key] = metrics.get("pass_at_1", math.nan)
 
 
 def chat_prompts(problems: list[dict], shots: list[list[dict]], answering: Answering) -> list[dict]:
@@ -418,12 +426,16 @@ def evaluation_key(model: str, condition: str, benchmark: str, seed: int, step: 
 def finished_evaluations(client: mlflow.MlflowClient, experiment_id: str) -> dict[str, float]:
     runs = client.search_runs([experiment_id], f"tags.run_kind = '{EVALUATION}' and attributes.status = 'FINISHED'",
                               max_results=50_000)
-    return {run.data.tags["eval_key"]: run.data.metrics.get("pass_at_1", 0.0) for run in runs}
+    return {run.data.tags["eval_key"]: run.data.metrics.get("pass_at_1", math.nan) for run in runs}
+
+
+def has_tests(problem: dict) -> bool:
+    return problem.get("kind", "function") != "reference"
 
 
 def judged_answer(problem: dict, answer: str, chain_of_thought: bool) -> tuple[dict, str]:
     """The (problem, completion) the sandbox judges: a completion answer as it is, or the code of
-    a chain-of-thought or stdin/stdout answer (``eval.prompting.extract_code``)."""
+    a chain-of-thought, stdin/stdout or reference-only answer (``eval.prompting.extract_code``)."""
     if not chain_of_thought and problem.get("kind", "function") == "function":
         return problem, answer
     return extract_code(answer, problem, language=problem.get("language", "python")).for_sandbox(problem)

@@ -24,7 +24,9 @@ from tune.config import ConfigError, EmbeddedWorld, SandboxConfig, SearchConfig,
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STUDIES_DIR = PROJECT_ROOT / "configs" / "studies"
-BENCHMARK_FORMATS = ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "multipl_e", "livecodebench", "stdio_jsonl")
+BENCHMARK_FORMATS = ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "multipl_e", "livecodebench", "stdio_jsonl",
+                     "reference_jsonl")
+REFERENCE_ONLY = "reference_jsonl"  # no tests: scored by the reference metrics alone
 
 
 class ModelSpec(Strict):
@@ -135,6 +137,7 @@ class StudySpec(Strict):
                     self.condition_train_config(condition, "")
                 except ValidationError as error:
                     raise ValueError(f"conditions[{condition.name}].finetune.train:\n{describe(error)}") from None
+        self._reference_only_benchmarks_are_scored()
         if self.embedded is None:
             unset = [f"models[{m.name}].path" for m in self.models if m.path is None]
             unset += [f"benchmarks[{b.name}].path" for b in self.benchmarks if b.path is None and b.format != "humaneval"]
@@ -142,6 +145,36 @@ class StudySpec(Strict):
             if unset:
                 raise ValueError(f"with embedded: null, set {', '.join(unset)}")
         return self
+
+    def _reference_only_benchmarks_are_scored(self) -> None:
+        """A benchmark without tests needs a reference metric, and cannot choose what pass@1 chooses
+        (shots, checkpoints, search trials): it is no validation benchmark, nor the first test
+        benchmark where that one chooses."""
+        reference_only = [b.name for b in self.benchmarks if b.format == REFERENCE_ONLY]
+        if not reference_only:
+            return
+        metrics = self.metrics
+        if not (metrics.bleu or metrics.codebleu or metrics.codebertscore_model or metrics.judge):
+            raise ValueError(f"benchmarks {reference_only} have no tests ({REFERENCE_ONLY}): set a reference metric "
+                             "(metrics.bleu, metrics.codebleu, metrics.codebertscore_model or metrics.judge)")
+        choosers = self.validation_benchmarks or (self.test_benchmarks[:1] if self.chooses_by_pass_at_1 else [])
+        for chooser in choosers:
+            if chooser.format == REFERENCE_ONLY:
+                raise ValueError(f"benchmark {chooser.name!r} ({REFERENCE_ONLY}) has no tests, so it cannot choose "
+                                 "shots, checkpoints or search trials by pass@1: give it role: test, and add a "
+                                 "benchmark with tests as role: validation or as the first test benchmark")
+
+    @property
+    def chooses_by_pass_at_1(self) -> bool:
+        """Whether a condition picks shots, a search trial or checkpoints by pass@1."""
+        for condition in self.conditions:
+            if condition.kind == "icl" and len(condition.icl.shots) > 1:
+                return True
+            if condition.kind == "finetune" and (condition.finetune.search is not None or
+                                                 self.condition_train_config(condition, "").selection.metric
+                                                 == "pass_at_1"):
+                return True
+        return False
 
     @property
     def test_benchmarks(self) -> list[BenchmarkSpec]:

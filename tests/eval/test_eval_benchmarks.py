@@ -171,6 +171,21 @@ def test_stdio_jsonl_defaults_and_optional_fields():
     assert (echo["compare"], echo["canonical_solution"]) == ("exact", "print(input()[::-1])\n")
 
 
+def test_reference_jsonl_problems_have_a_reference_and_no_tests(tmp_path):
+    rows = [{"task_id": "held/0", "prompt": "Write a function add(a, b) that returns a + b.",
+             "reference": "def add(a, b):\n    return a + b\n", "difficulty": "easy"},
+            {"task_id": "held/1", "prompt": "Print hello.", "reference": "console.log('hello')", "language": "js"}]
+    problems = load_benchmark(_write(tmp_path / "held.jsonl", rows), "reference_jsonl")
+
+    assert problems["held/0"] == {"task_id": "held/0", "language": "python", "kind": "reference",
+                                  "prompt": rows[0]["prompt"], "difficulty": "easy", "stop_tokens": [],
+                                  "canonical_solution": rows[0]["reference"]}
+    assert (problems["held/1"]["language"], problems["held/1"]["difficulty"]) == ("js", None)
+    with pytest.raises(ValueError, match=r"held.jsonl:2: missing field 'reference'"):
+        load_benchmark(_write(tmp_path / "held.jsonl", [rows[0], {"task_id": "held/2", "prompt": "x"}]),
+                       "reference_jsonl")
+
+
 def test_solutions_fixture_covers_every_fixture_problem():
     formats = dict(PYTHON_FUNCTION_FILES, **{f"multipl_e_{lang}.jsonl": "multipl_e" for lang in ("cpp", "java", "js")},
                    **{"livecodebench.jsonl": "livecodebench", "stdio.jsonl": "stdio_jsonl"})

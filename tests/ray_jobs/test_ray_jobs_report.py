@@ -64,7 +64,8 @@ def _mbpp_rows(boost: int) -> list[dict]:
 def _log_run(client, experiment_id: str, tags: dict, params: dict, rows: list[dict] | None,
              metrics: dict | None = None) -> None:
     run_id = client.create_run(experiment_id, tags=tags).info.run_id
-    metrics = {**(metrics or {}), **({"pass_at_1": float(np.mean([row["pass_at_1"] for row in rows]))} if rows else {})}
+    tested = rows and "pass_at_1" in rows[0]
+    metrics = {**(metrics or {}), **({"pass_at_1": float(np.mean([row["pass_at_1"] for row in rows]))} if tested else {})}
     client.log_batch(run_id, metrics=[Metric(name, value, 0, 0) for name, value in metrics.items()],
                      params=[Param(name, value) for name, value in params.items()])
     if rows is not None:
@@ -81,6 +82,10 @@ def _build_experiment(client, artifacts: Path) -> None:
             _log_run(client, experiment_id, {**tags, "benchmark": "humaneval"}, run_params,
                      _humaneval_rows(solved), {"bleu": 0.2 + 0.05 * index})
             _log_run(client, experiment_id, {**tags, "benchmark": "mbpp"}, run_params, _mbpp_rows(boost))
+            # A benchmark without tests: per-problem BLEU, no pass@1.
+            _log_run(client, experiment_id, {**tags, "benchmark": "heldout"}, run_params,
+                     [{"task_id": f"held/{i}", "bleu": 0.1 * i, "completion": "pass"} for i in range(3)],
+                     {"bleu": 0.1 + 0.1 * index})
     for step, solved in CHECKPOINTS.items():
         _log_run(client, experiment_id, {"run_kind": "evaluation", "condition": "lora-n1000", "model": "tiny",
                                          "benchmark": "humaneval", "checkpoint_step": str(step)},
@@ -91,6 +96,10 @@ def _build_experiment(client, artifacts: Path) -> None:
     _log_run(client, experiment_id, {"run_kind": "evaluation", "condition": "base", "benchmark": "humaneval"},
              {}, None)
     client.create_experiment("empty study", artifact_location=(artifacts / "empty").as_uri())
+    reference_only = client.create_experiment("reference only", artifact_location=(artifacts / "ref").as_uri())
+    for index, condition in enumerate(("base", "lora")):
+        _log_run(client, reference_only, {"run_kind": "evaluation", "condition": condition, "benchmark": "heldout"},
+                 {"method": "none"}, [{"task_id": "held/0", "bleu": 10.0 * index}], {"bleu": 10.0 * index})
 
 
 def _expected_pass_at_1(condition: str, benchmark: str) -> np.ndarray:
@@ -170,11 +179,20 @@ def test_main_table_is_the_seed_averaged_per_problem_mean_with_its_bootstrap_ci(
 def test_other_metrics_and_header(report):
     html = report.read_text()
     metrics = _table(_tables(html), id="metrics-table")
-    assert metrics[0] == ["condition", "humaneval · bleu"]  # MBPP runs logged no bleu: no column for them
-    assert metrics[1] == ["base", "0.200"] and metrics[-1] == ["lora-n1000", "0.400"]
+    assert metrics[0] == ["condition", "heldout · bleu", "humaneval · bleu"]  # MBPP runs logged no bleu
+    assert metrics[1] == ["base", "0.100", "0.200"] and metrics[-1] == ["lora-n1000", "0.500", "0.400"]
+    # The benchmark without tests is in neither the pass@1 table nor the problem counts.
+    assert "Without tests, scored by the other metrics only: heldout" in html and "heldout (" not in html
     assert "5 conditions" in html and "humaneval (41 problems)" in html and "mbpp (20 problems)" in html
     assert "Models: tiny" in html
     assert "no or an empty per_problem.json" in html  # the evaluation run without one is named, not dropped silently
+
+
+def test_a_study_without_tests_reports_its_other_metrics(tracking_uri, tmp_path):
+    html = write_report("reference only", str(tmp_path), tracking_uri=tracking_uri).read_text()
+    assert _table(_tables(html), id="metrics-table") == [["condition", "heldout · bleu"], ["base", "0.000"],
+                                                         ["lora", "10.000"]]
+    assert "No benchmark of this study has tests" in html
 
 
 def test_comparisons_warn_when_too_few_problems_to_tell(report):

@@ -2,11 +2,14 @@
 template, and how a search's best trial becomes the condition's final training run. (End to end: tests/ray_jobs/test_ray_jobs_study.py.)"""
 
 import json
+from pathlib import Path
 
+import pytest
 from transformers import AutoTokenizer
 
 from data_pipeline.config import DataConfig
 from data_pipeline.prepare import PreparedData
+from eval.pool import LocalSandboxPool
 from eval.sandbox import check_completion
 from tune import study_runner
 from tune.study_runner import StudyRunner, judged_answer
@@ -71,3 +74,41 @@ def test_icl_prompts_use_the_models_chat_template_when_the_study_trains_with_it(
     assert row["task_id"] == "t/0"
     assert row["prompt"] == ("<|user|>Write `half(x)`.<|end|><|assistant|>def half(x):\n    return x / 2<|end|>"
                              "<|user|>Complete the following Python function.<|end|><|assistant|>" + PROBLEM["prompt"])
+
+
+def test_a_benchmark_without_tests_is_scored_by_reference_metrics_and_never_run(tmp_path, monkeypatch):
+    held = {"task_id": "held/0", "language": "python", "kind": "reference", "difficulty": "easy",
+            "prompt": "Write double(x), which returns twice x.", "canonical_solution": "def double(x):\n    return 2 * x\n",
+            "stop_tokens": []}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = load_study_spec(STUDIES_DIR / "dataset_size_embedded.yaml", [
+        "metrics.bleu=true", "conditions=[{name: base, kind: base}]",
+        "benchmarks=[{name: test}, {name: held, format: reference_jsonl, path: held.jsonl}]"])
+    world = ModelWorld("tiny", "model/dir", DataConfig(), PreparedData("train", "validation", {}, "hash"),
+                       {"test": {"t/0": PROBLEM}, "held": {"held/0": held}}, [])
+    judged = []
+
+    class RecordingPool(LocalSandboxPool):
+        def check(self, jobs, progress=True):
+            judged.extend(problem["task_id"] for problem, _ in jobs)
+            return super().check(jobs, progress)
+
+    answers = {"test": "    return x + x\n", "held": "```python\ndef double(x):\n    return 2 * x\n```"}
+    monkeypatch.setattr(StudyRunner, "answers", lambda self, world, seed, evaluations: {
+        evaluation: [(problem, answers[evaluation.benchmark]) for problem in world.benchmarks[evaluation.benchmark].values()]
+        for evaluation in evaluations})
+    pool = RecordingPool(threads=1)
+    try:
+        runner = StudyRunner.start(spec, pool, uri)
+        runner.evaluate_all(world, 0, runner.on_tests("base", study_runner.Answering("model/dir"), {"method": "none"}))
+    finally:
+        pool.close()
+
+    assert judged == ["t/0"]  # the reference problem never reached the sandbox
+    runs = {run.data.tags["benchmark"]: run for run in runner.client.search_runs([runner.experiment_id])}
+    assert runs["test"].data.metrics["pass_at_1"] == 1.0
+    assert "pass_at_1" not in runs["held"].data.metrics and runs["held"].data.metrics["bleu"] == pytest.approx(100)
+    [row] = json.loads(Path(runner.client.download_artifacts(runs["held"].info.run_id, "per_problem.json",
+                                                             str(tmp_path))).read_text())
+    assert row == {"task_id": "held/0", "difficulty": "easy", "completion": "def double(x):\n    return 2 * x\n",
+                   "bleu": pytest.approx(100)}

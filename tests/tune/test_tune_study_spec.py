@@ -62,6 +62,27 @@ def test_bad_specs_name_the_key_and_what_is_allowed(override, message):
     assert message in str(error.value)
 
 
+REFERENCE_ONLY = "{name: held, format: reference_jsonl, path: held.jsonl}"
+
+
+def test_a_benchmark_without_tests_is_scored_by_a_reference_metric_and_chooses_nothing():
+    base = ["conditions=[{name: base, kind: base}, {name: lora, kind: finetune}]", "metrics.bleu=true"]
+    spec = load_study_spec(STUDIES_DIR / "dataset_size_embedded.yaml", [*base, f"benchmarks=[{REFERENCE_ONLY}]"])
+    assert [b.format for b in spec.test_benchmarks] == ["reference_jsonl"]
+
+    with pytest.raises(ConfigError, match=r"set a reference metric \(metrics.bleu"):
+        load_study_spec(STUDIES_DIR / "dataset_size_embedded.yaml",
+                        [*base, "metrics.bleu=false", f"benchmarks=[{REFERENCE_ONLY}]"])
+    # Checkpoints chosen by pass@1 need a benchmark with tests to choose on.
+    with pytest.raises(ConfigError, match=r"'held' \(reference_jsonl\) has no tests"):
+        load_study_spec(STUDIES_DIR / "dataset_size_embedded.yaml",
+                        [*base, "train.selection.metric=pass_at_1", f"benchmarks=[{REFERENCE_ONLY}, {{name: he}}]"])
+    chosen_on_tests = load_study_spec(STUDIES_DIR / "dataset_size_embedded.yaml",
+                                      [*base, "train.selection.metric=pass_at_1",
+                                       f"benchmarks=[{{name: he}}, {REFERENCE_ONLY}]"])
+    assert [b.name for b in chosen_on_tests.test_benchmarks] == ["he", "held"]
+
+
 def test_unknown_condition_kind_lists_the_allowed_kinds():
     with pytest.raises(ConfigError) as error:
         load_study_spec(STUDIES_DIR / "icl_vs_lora_embedded.yaml", ["conditions=[{name: x, kind: prompting}]"])
