@@ -88,8 +88,8 @@ LOADERS: dict[str, Callable[..., dict[str, dict]]] = {
     "mbpp_plus": load_mbpp_plus, "multipl_e": load_multipl_e, "livecodebench": load_livecodebench,
     "stdio_jsonl": load_stdio_jsonl, "reference_jsonl": load_reference_jsonl,
 }
-# Formats whose problems have tests: every one but reference_jsonl.
-TESTED_FORMATS = tuple(name for name in LOADERS if name != "reference_jsonl")
+REFERENCE_ONLY = "reference_jsonl"  # the one format without tests: scored by the reference metrics alone
+TESTED_FORMATS = tuple(name for name in LOADERS if name != REFERENCE_ONLY)
 
 
 def _python_function(record: dict, where: str) -> dict:

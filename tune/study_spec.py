@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field, PositiveInt, ValidationError, model_validator
 
 from data_pipeline.config import DataConfig
+from eval.benchmarks import REFERENCE_ONLY
 from eval.judge import JudgeSettings
 from eval.ray_generate import GenerationSettings
 from train.config import TrainConfig
@@ -26,7 +27,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STUDIES_DIR = PROJECT_ROOT / "configs" / "studies"
 BENCHMARK_FORMATS = ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "multipl_e", "livecodebench", "stdio_jsonl",
                      "reference_jsonl")
-REFERENCE_ONLY = "reference_jsonl"  # no tests: scored by the reference metrics alone
 
 
 class ModelSpec(Strict):
