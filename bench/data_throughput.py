@@ -1,7 +1,7 @@
 """Rows/s of the same cleaning + tokenisation through the project's Ray Data pipeline and through
 plain ``datasets`` (``filter``/``map``), on one synthetic instruction corpus, in one run.
 
-    python bench/data_throughput.py [--rows 100000] [--cpus 2]
+    python bench/data_throughput.py [--rows 100000] [--cpus 2] [--rounds 3]
 
 Both read the same JSONL file, drop rows outside the character bounds, whose Python doesn't
 parse or that hold no code, remove exact duplicates (keeping the smallest raw copy), and
@@ -10,9 +10,13 @@ checked to be the same rows. The Ray side is the project's own code path: ``clea
 (as ``prepare_instruction_data`` runs it, which also counts and samples each step's removed
 rows) then ``tokenize_dataset``.
 
-Each side runs twice. The first Ray run includes ``ray.init`` and the workers' first imports
-(start-up); the first ``datasets`` run includes its process pools' start. The second run of
-each, on a warm cluster / a fresh ``datasets`` cache, is the steady state.
+The first Ray run includes ``ray.init`` and the workers' first imports (start-up); the first
+``datasets`` run includes its first imports and process pools. Then the two alternate for
+``--rounds`` more runs each (a warm cluster; a fresh ``datasets`` cache each time), and their
+medians are the steady state: alternating keeps a slow spell of the machine from landing on one
+side only (Ray's idle cluster, up during the ``datasets`` runs, took 1 CPU-s per 20 s here).
+From the two, the bench estimates the corpus size from which Ray Data's start-up
+is paid back, assuming both scale linearly with rows.
 """
 
 import argparse
@@ -21,7 +25,9 @@ import json
 import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import datasets
 import numpy as np
@@ -113,32 +119,39 @@ def timed(run):
     return result, time.perf_counter() - start
 
 
-def run_ray(path: str, tokenizer, cpus: int) -> tuple[list, float, float]:
-    """(output rows' input_ids, seconds with start-up, seconds warm)."""
-    def cold():
+@dataclass
+class Timings:
+    first_s: float  # with start-up
+    steady_s: list[float]  # later runs
+
+
+def compare(path: str, tokenizer, cpus: int, rounds: int, tmp: str) -> tuple[list, list, Timings, Timings]:
+    """(Ray's output input_ids, datasets' output input_ids, Ray's timings, datasets' timings)."""
+    def ray_cold():
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
         return ray_pipeline(path, tokenizer)
 
-    out, cold_s = timed(cold)
-    ids = [row for batch in out.iter_batches(batch_format="numpy") for row in batch["input_ids"]]
-    del out
-    _, warm_s = timed(lambda: ray_pipeline(path, tokenizer))
+    def hf(run: int):
+        return datasets_pipeline(path, tokenizer, cpus, str(Path(tmp) / f"hf_cache_{run}"))
+
+    ray_out, ray_first = timed(ray_cold)
+    ray_ids = [row for batch in ray_out.iter_batches(batch_format="numpy") for row in batch["input_ids"]]
+    del ray_out
+    hf_out, hf_first = timed(lambda: hf(0))
+    ray_times, hf_times = Timings(ray_first, []), Timings(hf_first, [])
+    for run in range(1, rounds + 1):
+        ray_times.steady_s.append(timed(lambda: ray_pipeline(path, tokenizer))[1])
+        hf_times.steady_s.append(timed(lambda: hf(run))[1])
     ray.shutdown()
-    return ids, cold_s, warm_s
-
-
-def run_datasets(path: str, tokenizer, cpus: int, tmp: str) -> tuple[list, float, float]:
-    """(output rows' input_ids, seconds of a first run, seconds of a second run with a fresh cache)."""
-    out, first_s = timed(lambda: datasets_pipeline(path, tokenizer, cpus, str(Path(tmp) / "hf_cache_0")))
-    _, second_s = timed(lambda: datasets_pipeline(path, tokenizer, cpus, str(Path(tmp) / "hf_cache_1")))
-    return out.with_format("numpy")["input_ids"], first_s, second_s
+    return ray_ids, hf_out.with_format("numpy")["input_ids"], ray_times, hf_times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="steady-state runs of each side, alternated")
     args = parser.parse_args()
 
     datasets.disable_progress_bars()
@@ -147,20 +160,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "corpus.jsonl")
         Path(path).write_text("".join(json.dumps(row) + "\n" for row in corpus))
-        ray_ids, ray_s, ray_warm_s = run_ray(path, tokenizer, args.cpus)
-        hf_ids, hf_s, hf_warm_s = run_datasets(path, tokenizer, args.cpus, tmp)
+        ray_ids, hf_ids, ray_s, hf_s = compare(path, tokenizer, args.cpus, args.rounds, tmp)
 
     same = len(ray_ids) == len(hf_ids) and rows_hash(ray_ids) == rows_hash(hf_ids)
     print(f"input rows: {args.rows}, output rows: ray {len(ray_ids)}, datasets {len(hf_ids)}, identical: {same}")
     print(pd.DataFrame({
         "pipeline": ["ray data", "datasets.map"],
-        "seconds (first run, with start-up)": [round(ray_s, 1), round(hf_s, 1)],
-        "rows/s": [round(args.rows / ray_s), round(args.rows / hf_s)],
-        "seconds (second run)": [round(ray_warm_s, 1), round(hf_warm_s, 1)],
-        "rows/s (second run)": [round(args.rows / ray_warm_s), round(args.rows / hf_warm_s)],
+        "seconds (first run, with start-up)": [round(ray_s.first_s, 1), round(hf_s.first_s, 1)],
+        "rows/s (first run)": [round(args.rows / ray_s.first_s), round(args.rows / hf_s.first_s)],
+        "seconds (later runs)": [" ".join(f"{t:.1f}" for t in times.steady_s) for times in (ray_s, hf_s)],
+        "rows/s (median)": [round(args.rows / median(times.steady_s)) for times in (ray_s, hf_s)],
     }).to_string(index=False))
-    print(f"ray data / datasets.map throughput: {hf_s / ray_s:.2f}x with start-up, "
-          f"{hf_warm_s / ray_warm_s:.2f}x in the second run")
+    ray_steady, hf_steady = median(ray_s.steady_s), median(hf_s.steady_s)
+    print(f"ray data / datasets.map throughput: {hf_s.first_s / ray_s.first_s:.2f}x in the first run (with start-up), "
+          f"{hf_steady / ray_steady:.2f}x in the later runs (median)")
+    extra_start_up_s = (ray_s.first_s - ray_steady) - (hf_s.first_s - hf_steady)
+    print(_break_even(args.rows, extra_start_up_s, ray_steady, hf_steady))
+
+
+def _break_even(rows: int, extra_start_up_s: float, ray_s: float, hf_s: float) -> str:
+    """From how many rows Ray Data's extra start-up is paid back, if both sides' steady-state
+    time grows linearly with rows."""
+    start_up = f"ray data's start-up, beyond that of datasets ({extra_start_up_s:.1f} s),"
+    if extra_start_up_s <= 0:
+        return f"{start_up} costs nothing"
+    if ray_s >= hf_s:
+        return f"{start_up} is never paid back: ray data is not faster per row"
+    break_even_rows = extra_start_up_s / (hf_s - ray_s) * rows
+    return f"{start_up} is paid back from about {break_even_rows:,.0f} rows (linear extrapolation)"
 
 
 if __name__ == "__main__":
