@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -135,6 +136,11 @@ def compare(path: str, tokenizer, cpus: int, rounds: int, tmp: str) -> tuple[lis
     def hf(run: int):
         return datasets_pipeline(path, tokenizer, cpus, str(Path(tmp) / f"hf_cache_{run}"))
 
+    def hf_steady(run: int) -> float:
+        seconds = timed(lambda: hf(run))[1]
+        shutil.rmtree(Path(tmp) / f"hf_cache_{run}")  # ~1 GB each: left on disk, they slowed the later runs
+        return seconds
+
     ray_out, ray_first = timed(ray_cold)
     ray_ids = [row for batch in ray_out.iter_batches(batch_format="numpy") for row in batch["input_ids"]]
     del ray_out
@@ -142,7 +148,7 @@ def compare(path: str, tokenizer, cpus: int, rounds: int, tmp: str) -> tuple[lis
     ray_times, hf_times = Timings(ray_first, []), Timings(hf_first, [])
     for run in range(1, rounds + 1):
         ray_times.steady_s.append(timed(lambda: ray_pipeline(path, tokenizer))[1])
-        hf_times.steady_s.append(timed(lambda: hf(run))[1])
+        hf_times.steady_s.append(hf_steady(run))
     ray.shutdown()
     return ray_ids, hf_out.with_format("numpy")["input_ids"], ray_times, hf_times
 
