@@ -13,7 +13,7 @@ import ray.data
 from data_pipeline.cleaning import clean_instructions
 from data_pipeline.config import DataConfig
 from data_pipeline.content_hash import dataset_content_hash
-from data_pipeline.parquet_reads import read_parquet
+from data_pipeline.ray_data_context import read_parquet
 from data_pipeline.splits import nested_size_subsets, train_validation_split
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import ray.data
 
 from data_pipeline.config import DataConfig
-from data_pipeline.parquet_reads import read_parquet
+from data_pipeline.ray_data_context import pipeline_data_context, read_parquet
 from data_pipeline.schema import BAD_ROW_COLUMN, ColumnMapping
 from data_pipeline.text import TEXT_COLUMNS
 from data_pipeline.text_sources import CsvInstructionSource, JsonlInstructionSource
@@ -24,13 +24,18 @@ _SUFFIXES = {"jsonl": (".jsonl", ".json"), "csv": (".csv",), "parquet": (".parqu
 _INFERRED = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 _TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_null)
 _METADATA_TYPES = (*_TEXT_TYPES, pa.types.is_integer, pa.types.is_floating)
-# Input bytes per block of a JSONL/CSV read. Fewer, larger blocks than Ray Data's default
-# split mean fewer tasks per pass, and each pass starts its tasks one at a time.
+# Input bytes per block, at most: fewer, larger blocks than Ray Data's default split (at
+# least 200 blocks) mean fewer tasks, each with its own start-up cost, per pass.
 _BLOCK_BYTES = 8 * 2**20
 
 
 def read_instructions(config: DataConfig) -> ray.data.Dataset:
-    """Read ``config.path`` as a Dataset in the pipeline's schema."""
+    """Read ``config.path`` as a Dataset in the pipeline's schema, with the pipeline's Ray Data settings."""
+    with pipeline_data_context():
+        return _read(config)
+
+
+def _read(config: DataConfig) -> ray.data.Dataset:
     mapping = ColumnMapping.from_config(config.columns)
     skip = config.on_bad_row == "skip"
     if config.format == "hf_hub":
@@ -43,12 +48,22 @@ def read_instructions(config: DataConfig) -> ray.data.Dataset:
     if fmt in ("jsonl", "csv"):
         source = JsonlInstructionSource if fmt == "jsonl" else CsvInstructionSource
         files = _data_files(config.path, _SUFFIXES[fmt])
-        blocks = math.ceil(sum(Path(file).stat().st_size for file in files) / _BLOCK_BYTES)
+        blocks = _block_count(sum(Path(file).stat().st_size for file in files))
         return ray.data.read_datasource(source(files, mapping=mapping, skip_bad_rows=skip),
-                                        override_num_blocks=max(1, blocks))
+                                        override_num_blocks=blocks)
     if fmt == "parquet":
         return _read_parquet(config.path, mapping, skip)
     return _read_hf_disk(config.path, mapping, skip)
+
+
+def _block_count(size_bytes: int) -> int:
+    """Blocks for data of ``size_bytes``: at most ``_BLOCK_BYTES`` each, and a multiple of the
+    cluster's CPUs, so that every pass (filters, dedup keys, tokenization) keeps every CPU busy.
+    A 5 MB file would otherwise be one block, and each pass one task on one CPU."""
+    if not ray.is_initialized():
+        ray.init()  # as Ray Data's own first read would
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return math.ceil(max(1, size_bytes) / _BLOCK_BYTES / cpus) * cpus
 
 
 def _resolve_format(path: str, fmt: str) -> str:
@@ -107,7 +122,9 @@ def _read_hf_disk(path: str, mapping: ColumnMapping, skip: bool) -> ray.data.Dat
     wanted = _checked_hf_columns(loaded, path, mapping)
     # from_arrow instead of ray.data.from_huggingface: the latter may contact the Hub.
     table = loaded.select_columns(wanted).with_format("arrow")[:]
-    return ray.data.from_arrow(table).map_batches(
+    rows_per_block = max(1, math.ceil(table.num_rows / _block_count(table.nbytes)))
+    blocks = [table.slice(start, rows_per_block) for start in range(0, max(1, table.num_rows), rows_per_block)]
+    return ray.data.from_arrow(blocks).map_batches(
         to_instruction_table,
         batch_format="pyarrow",
         fn_kwargs={"mapping": mapping, "origin": path, "skip_bad_rows": skip},

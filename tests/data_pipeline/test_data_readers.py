@@ -5,6 +5,7 @@ import datasets
 import pandas as pd
 import pyarrow as pa
 import pytest
+import ray
 
 from data_pipeline.config import DataConfig
 from data_pipeline.readers import read_instructions, to_instruction_table
@@ -93,6 +94,21 @@ def test_hf_disk_detected_and_read(tmp_path):
     hf_dataset = datasets.Dataset.from_dict({"instruction": ["a"], "input": [None], "output": ["1"]})
     hf_dataset.save_to_disk(str(path))
     assert _rows(DataConfig(path=str(path))) == [{"instruction": "a", "input": "", "output": "1"}]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "hf_disk"])
+def test_a_small_source_gives_every_cpu_rows_and_leaves_the_users_context_alone(tmp_path, write_jsonl, fmt):
+    rows = [{"instruction": f"task {i}", "input": "", "output": str(i)} for i in range(10)]
+    path = write_jsonl(rows)
+    if fmt == "hf_disk":
+        path = tmp_path / "hf"
+        datasets.Dataset.from_list(rows).save_to_disk(str(path))
+    ds = read_instructions(DataConfig(path=str(path)))
+    rows_per_block = [batch.num_rows for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)]
+    assert len(rows_per_block) == ray.cluster_resources()["CPU"] == 2 and min(rows_per_block) > 0
+    assert sum(rows_per_block) == 10
+    assert ds.context.op_resource_reservation_enabled is False
+    assert ray.data.DataContext.get_current().op_resource_reservation_enabled is True
 
 
 def test_hf_disk_missing_column_names_path_and_column(tmp_path):
