@@ -27,6 +27,8 @@ _METADATA_TYPES = (*_TEXT_TYPES, pa.types.is_integer, pa.types.is_floating)
 # Input bytes per block, at most: fewer, larger blocks than Ray Data's default split (at
 # least 200 blocks) mean fewer tasks, each with its own start-up cost, per pass.
 _BLOCK_BYTES = 8 * 2**20
+# ... and at least (about a thousand instruction rows), however many CPUs the cluster has.
+_MIN_BLOCK_BYTES = 2**18
 
 
 def read_instructions(config: DataConfig) -> ray.data.Dataset:
@@ -57,13 +59,15 @@ def _read(config: DataConfig) -> ray.data.Dataset:
 
 
 def _block_count(size_bytes: int) -> int:
-    """Blocks for data of ``size_bytes``: at most ``_BLOCK_BYTES`` each, and a multiple of the
-    cluster's CPUs, so that every pass (filters, dedup keys, tokenization) keeps every CPU busy.
-    A 5 MB file would otherwise be one block, and each pass one task on one CPU."""
+    """Blocks for data of ``size_bytes``: a multiple of the cluster's CPUs, so that every pass
+    (filters, dedup keys, tokenization) keeps every CPU busy, of at most ``_BLOCK_BYTES`` each;
+    but none below ``_MIN_BLOCK_BYTES``. A 5 MB file would otherwise be one block, and each
+    pass one task on one CPU."""
     if not ray.is_initialized():
         ray.init()  # as Ray Data's own first read would
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return math.ceil(max(1, size_bytes) / _BLOCK_BYTES / cpus) * cpus
+    size_bytes = max(1, size_bytes)
+    return min(math.ceil(size_bytes / _BLOCK_BYTES / cpus) * cpus, math.ceil(size_bytes / _MIN_BLOCK_BYTES))
 
 
 def _resolve_format(path: str, fmt: str) -> str:

@@ -98,7 +98,8 @@ def test_hf_disk_detected_and_read(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["jsonl", "hf_disk"])
 def test_a_small_source_gives_every_cpu_rows_and_leaves_the_users_context_alone(tmp_path, write_jsonl, fmt):
-    rows = [{"instruction": f"task {i}", "input": "", "output": str(i)} for i in range(10)]
+    rows = [{"instruction": f"Write a function that returns {i} plus its argument.", "input": "",
+             "output": f"def add_{i}(x):\n    return x + {i}"} for i in range(4000)]  # ~400 KB
     path = write_jsonl(rows)
     if fmt == "hf_disk":
         path = tmp_path / "hf"
@@ -106,7 +107,7 @@ def test_a_small_source_gives_every_cpu_rows_and_leaves_the_users_context_alone(
     ds = read_instructions(DataConfig(path=str(path)))
     rows_per_block = [batch.num_rows for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)]
     assert len(rows_per_block) == ray.cluster_resources()["CPU"] == 2 and min(rows_per_block) > 0
-    assert sum(rows_per_block) == 10
+    assert sum(rows_per_block) == 4000
     assert ds.context.op_resource_reservation_enabled is False
     assert ray.data.DataContext.get_current().op_resource_reservation_enabled is True
 
