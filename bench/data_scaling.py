@@ -22,14 +22,13 @@ to measure: its ``num_proc`` workers are processes of one machine.
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 from statistics import median
 
 import ray
 from ray.cluster_utils import Cluster
 
-from data_throughput import ray_pipeline, rows_hash, synthetic_corpus, train_tokenizer
+from data_throughput import ray_pipeline, rows_hash, synthetic_corpus, timed, train_tokenizer
 
 PROJECTED_CPUS = (4, 8, 16, 64)
 # ray.cluster_utils.Cluster gives each node 150 MiB of object store by default; the tokenized
@@ -41,12 +40,7 @@ def timed_runs(path: str, tokenizer, rounds: int) -> tuple[list[float], str]:
     """Seconds of ``rounds`` runs after a warm-up, and the hash of the output rows."""
     output = ray_pipeline(path, tokenizer)
     digest = rows_hash([row for batch in output.iter_batches(batch_format="numpy") for row in batch["input_ids"]])
-    seconds = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        ray_pipeline(path, tokenizer)
-        seconds.append(time.perf_counter() - start)
-    return seconds, digest
+    return [timed(lambda: ray_pipeline(path, tokenizer))[1] for _ in range(rounds)], digest
 
 
 def amdahl(one_cpu_s: float, two_cpus_s: float) -> tuple[float, float]:
