@@ -100,8 +100,9 @@ def test_hf_disk_detected_and_read(tmp_path):
 def test_a_small_source_gives_every_cpu_rows_and_leaves_the_users_context_alone(tmp_path, write_jsonl, fmt):
     rows = [{"instruction": f"Write a function that returns {i} plus its argument.", "input": "",
              "output": f"def add_{i}(x):\n    return x + {i}"} for i in range(4000)]  # ~400 KB
-    path = write_jsonl(rows)
-    if fmt == "hf_disk":
+    if fmt == "jsonl":
+        path = write_jsonl(rows)
+    else:
         path = tmp_path / "hf"
         datasets.Dataset.from_list(rows).save_to_disk(str(path))
     ds = read_instructions(DataConfig(path=str(path)))
