@@ -96,8 +96,11 @@ def _python_function(record: dict, where: str) -> dict:
     """HumanEval, HumanEval+ and MBPP+ rows; evalplus's extra fields (base_input, atol...) are dropped."""
     task_id, prompt, canonical, test, entry_point = (_field(record, name, where) for name in PROBLEM_FIELDS)
     # MBPP+ tests call the function by name at top level: a check() call there would be a NameError.
-    return _function(task_id, "python", prompt, test, entry_point if _CHECK_FUNCTION.search(test) else None,
-                     canonical_solution=canonical)
+    problem = _function(task_id, "python", prompt, test, entry_point if _CHECK_FUNCTION.search(test) else None,
+                        canonical_solution=canonical)
+    if record.get("family") is not None:  # the embedded problems' task family: what splits stratify by
+        problem["family"] = str(record["family"])
+    return problem
 
 
 def _mbpp(record: dict, where: str) -> dict:
