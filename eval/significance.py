@@ -10,12 +10,16 @@ paired bootstrap CI, an exact paired test (McNemar for 0/1 outcomes, a
 sign-flip permutation test otherwise), an effect size, and the smallest
 difference this many problems could have detected, so that "no significant
 difference" on 41 problems is reported as "too few problems to tell".
+
+``selection_aware_test`` is for the one design those tests do not fit: the
+best of K candidates (checkpoints, trials, shot counts) chosen on the same
+problems it is then compared on. Its p-value accounts for that choice.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +34,14 @@ _MAX_EXACT_FLIPS = 16
 _TIE_TOLERANCE = 1e-9
 
 Scores = Sequence[float] | np.ndarray
+Verdict = Literal["higher", "lower", "too_small_to_tell", "no_significant_difference"]
+
+_VERDICT_TEXT: dict[Verdict, str] = {
+    "higher": "b scores higher than a",
+    "lower": "b scores lower than a",
+    "too_small_to_tell": "too few problems to tell these conditions apart",
+    "no_significant_difference": "no significant difference",
+}
 
 
 @dataclass(frozen=True)
@@ -85,16 +97,42 @@ class PairedComparison:
         test = "McNemar" if self.test == "mcnemar" else "permutation"
         return (
             f"{100 * self.difference:+.1f} pts [{100 * low:+.1f}, {100 * high:+.1f}], "
-            f"{test} {_format_p(self.p_value)} (n={self.n_problems}): {self._verdict()}"
+            f"{test} {_format_p(self.p_value)} (n={self.n_problems}): {_VERDICT_TEXT[self.verdict]}"
         )
 
-    def _verdict(self) -> str:
+    @property
+    def verdict(self) -> Verdict:
+        """"higher" / "lower" (b than a) when the test and the CI both say so at ``confidence``,
+        else "too_small_to_tell" or "no_significant_difference"."""
         if self.too_small_to_tell:
-            return "too few problems to tell these conditions apart"
+            return "too_small_to_tell"
         low, high = self.ci
         if self.p_value < 1 - self.confidence and (low > 0 or high < 0):
-            return "b scores higher than a" if low > 0 else "b scores lower than a"
-        return "no significant difference"
+            return "higher" if low > 0 else "lower"
+        return "no_significant_difference"
+
+
+@dataclass(frozen=True)
+class SelectionAwareResult:
+    """The best of ``n_candidates`` candidates against base, chosen on the same ``n_problems``.
+
+    ``best_candidate`` is the index of the candidate with the highest mean
+    score (the first one on ties), ``difference`` its mean minus base's, and
+    ``p_value`` the one-sided selection-aware p-value of ``selection_aware_test``.
+    """
+
+    n_candidates: int
+    n_problems: int
+    best_candidate: int
+    difference: float
+    p_value: float
+
+    def summary(self) -> str:
+        """One line for a report, e.g. "best of K=4 candidates chosen on these 60 problems: +16.7 pts, ..."."""
+        return (
+            f"best of K={self.n_candidates} candidates chosen on these {self.n_problems} problems: "
+            f"{100 * self.difference:+.1f} pts, selection-aware sign-flip {_format_p(self.p_value)} (one-sided)"
+        )
 
 
 def bootstrap_ci(
@@ -147,11 +185,47 @@ def paired_permutation_test(a: Scores, b: Scores, *, resamples: int = 10_000, se
     """
     _check_resamples(resamples)
     a_scores, b_scores = _paired_scores(a, b)
-    differences = b_scores - a_scores
-    differences = differences[differences != 0]
-    if differences.size <= _MAX_EXACT_FLIPS:
-        return _exact_sign_flip_p(differences)
-    return _monte_carlo_sign_flip_p(differences, resamples, seed)
+    differences = (b_scores - a_scores)[:, None]
+    return _sign_flip_p(differences, _absolute_sum, resamples, seed)
+
+
+def selection_aware_test(
+    candidates: Sequence[Scores] | np.ndarray, base: Scores, *, resamples: int = 10_000, seed: int = 0
+) -> SelectionAwareResult:
+    """Is the best of K candidates better than base, when it was chosen on these same problems?
+
+    ``candidates`` holds K rows of per-problem scores, ``base`` one row, all
+    aligned by problem. A plain paired test of the best candidate overstates
+    its advantage (the winner's curse): among K candidates no better than
+    base, the luckiest one looks better. This test's statistic is instead the
+    maximum over candidates of the mean paired difference candidate - base,
+    and its null distribution flips the sign of each problem's difference,
+    the same flip for all K candidates, so that the dependence between
+    candidates (checkpoints of one run agree on most problems) is kept.
+
+    The test is one-sided: it asks whether the best candidate scores higher
+    than base, so with K=1 it is the one-sided version of
+    ``paired_permutation_test``, about half its two-sided p: compare it with
+    alpha / 2 to hold the chosen candidate to the bar of a two-sided test
+    that found it better. The sign flip is exact when each problem's K
+    differences are as likely negated as not (always for K=1); otherwise it is
+    a wild bootstrap with the right covariance between candidates, accurate
+    for tens of problems. Exact enumeration and the Monte Carlo p-value work
+    as in ``paired_permutation_test``, counting problems with any non-zero
+    difference.
+    """
+    _check_resamples(resamples)
+    candidate_scores, base_scores = _candidate_scores(candidates, base)
+    differences = candidate_scores - base_scores
+    means = differences.mean(axis=1)
+    best = int(np.argmax(means))
+    return SelectionAwareResult(
+        n_candidates=candidate_scores.shape[0],
+        n_problems=base_scores.size,
+        best_candidate=best,
+        difference=float(means[best]),
+        p_value=_sign_flip_p(differences.T, _largest_sum, resamples, seed),
+    )
 
 
 def compare_paired(a: Scores, b: Scores, *, confidence: float = 0.95, seed: int = 0) -> PairedComparison:
@@ -254,24 +328,37 @@ def _percentile_ci(values: np.ndarray, confidence: float, resamples: int, seed: 
     return float(low), float(high)
 
 
-def _exact_sign_flip_p(differences: np.ndarray) -> float:
-    patterns = np.arange(2**differences.size)[:, None] >> np.arange(differences.size) & 1
-    null = (1 - 2 * patterns) @ differences
-    return float(np.mean(_as_extreme(null, differences.sum())))
+def _sign_flip_p(
+    differences: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], resamples: int, seed: int
+) -> float:
+    """P-value of a sign-flip test on ``differences`` (problems x columns).
 
-
-def _monte_carlo_sign_flip_p(differences: np.ndarray, resamples: int, seed: int) -> float:
+    Each sign pattern flips whole rows; ``statistic`` maps the column sums
+    under each pattern (patterns x columns) to one value per pattern, larger
+    meaning more extreme. Rows of zeros cannot change any sum and are dropped:
+    with at most 16 rows left every pattern is enumerated, otherwise
+    ``resamples`` random patterns give p = (hits + 1) / (resamples + 1).
+    """
+    differences = differences[np.any(differences != 0, axis=1)]
+    problems = differences.shape[0]
+    observed = statistic(differences.sum(axis=0, keepdims=True))[0] - _TIE_TOLERANCE
+    if problems <= _MAX_EXACT_FLIPS:
+        patterns = np.arange(2**problems)[:, None] >> np.arange(problems) & 1
+        return float(np.mean(statistic((1 - 2 * patterns) @ differences) >= observed))
     rng = np.random.default_rng(seed)
-    observed = differences.sum()
     hits = 0
-    for rows in _batches(resamples, differences.size):
-        signs = rng.choice([-1.0, 1.0], size=(rows, differences.size))
-        hits += int(np.sum(_as_extreme(signs @ differences, observed)))
+    for rows in _batches(resamples, problems):
+        signs = rng.choice([-1.0, 1.0], size=(rows, problems))
+        hits += int(np.sum(statistic(signs @ differences) >= observed))
     return (hits + 1) / (resamples + 1)
 
 
-def _as_extreme(null: np.ndarray, observed: float) -> np.ndarray:
-    return np.abs(null) >= abs(observed) - _TIE_TOLERANCE
+def _absolute_sum(sums: np.ndarray) -> np.ndarray:
+    return np.abs(sums[:, 0])
+
+
+def _largest_sum(sums: np.ndarray) -> np.ndarray:
+    return sums.max(axis=1)
 
 
 def _batches(rows: int, width: int) -> Iterator[int]:
@@ -298,6 +385,27 @@ def _paired_scores(a: Scores, b: Scores) -> tuple[np.ndarray, np.ndarray]:
             f"conditions must be scored on the same problems: a has {a_scores.size}, b has {b_scores.size}"
         )
     return a_scores, b_scores
+
+
+def _candidate_scores(candidates: Sequence[Scores] | np.ndarray, base: Scores) -> tuple[np.ndarray, np.ndarray]:
+    """K x n candidate scores and n base scores, each row checked like any condition's."""
+    try:
+        scores = np.asarray(candidates, dtype=float)
+    except ValueError as error:  # rows of different lengths
+        raise ValueError("candidates must be scored on the same problems: rows differ in length") from error
+    if scores.ndim != 2:
+        raise ValueError(f"candidates must be K rows of per-problem scores, got shape {scores.shape}")
+    if scores.shape[0] == 0:
+        raise ValueError("candidates is empty: need at least one candidate")
+    for index, row in enumerate(scores):
+        _scores(row, f"candidates[{index}]")
+    base_scores = _scores(base, "base")
+    if scores.shape[1] != base_scores.size:
+        raise ValueError(
+            "candidates and base must be scored on the same problems: "
+            f"candidates have {scores.shape[1]}, base has {base_scores.size}"
+        )
+    return scores, base_scores
 
 
 def _scores(values: Scores, name: str) -> np.ndarray:

@@ -16,6 +16,7 @@ from eval.significance import (
     mcnemar_test,
     paired_bootstrap_ci,
     paired_permutation_test,
+    selection_aware_test,
 )
 
 
@@ -68,10 +69,10 @@ def test_mcnemar_rejects_fractional_scores():
         mcnemar_test([0.5, 1.0], [1.0, 0.0])
 
 
-def scipy_permutation_p(a, b, n_resamples):
+def scipy_permutation_p(a, b, n_resamples, alternative="two-sided"):
     result = stats.permutation_test(
         (a, b), lambda x, y, axis: np.mean(y - x, axis=axis), permutation_type="samples",
-        vectorized=True, n_resamples=n_resamples, alternative="two-sided", random_state=0,
+        vectorized=True, n_resamples=n_resamples, alternative=alternative, random_state=0,
     )
     return result.pvalue
 
@@ -199,6 +200,20 @@ def test_identical_conditions_on_few_problems_are_too_few_to_tell_apart():
     assert 2 * 0.5**6 < 0.05 < 2 * 0.5**5
 
 
+@pytest.mark.parametrize(
+    "table, verdict",
+    [((6, 2, 6, 27), "too_small_to_tell"), ((5, 0, 4, 20), "no_significant_difference"),
+     ((5, 0, 6, 20), "higher"), ((5, 6, 0, 20), "lower")],
+)
+def test_verdict_names_what_summary_says(table, verdict):
+    result = compare_paired(*paired_outcomes(*table))
+    assert result.verdict == verdict
+    text = {"too_small_to_tell": "too few problems to tell these conditions apart",
+            "no_significant_difference": "no significant difference",
+            "higher": "b scores higher than a", "lower": "b scores lower than a"}[verdict]
+    assert result.summary().endswith(f"(n={sum(table)}): {text}")
+
+
 def test_comparison_is_frozen():
     result = compare_paired(SEED_A, SEED_B)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -245,3 +260,92 @@ def test_holm_adjust_matches_statsmodels(p_values, monkeypatch):
 def test_holm_adjust_rejects_invalid_p_values():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         holm_adjust([0.2, 1.5])
+
+
+# Per-problem 0/1 outcomes on 60 problems for the Monte Carlo cases of the selection-aware test.
+RNG = np.random.default_rng(5)
+BASE_60 = RNG.integers(0, 2, size=60).astype(float)
+CANDIDATES_60 = RNG.integers(0, 2, size=(4, 60)).astype(float)
+
+
+@pytest.mark.parametrize(
+    "base, candidate",
+    [(FRACTION_A, FRACTION_B), paired_outcomes(both=2, only_a=2, only_b=6, neither=4)],
+)
+def test_selection_aware_with_one_candidate_is_the_one_sided_sign_flip_test(base, candidate):
+    result = selection_aware_test([candidate], base)
+    assert result.p_value == scipy_permutation_p(base, candidate, np.inf, alternative="greater")
+    assert (result.n_candidates, result.best_candidate) == (1, 0)
+    assert result.difference == pytest.approx(np.mean(candidate) - np.mean(base))
+
+
+def test_selection_aware_with_one_candidate_monte_carlo_is_close_to_scipy():
+    ours = selection_aware_test([CANDIDATES_60[0]], BASE_60, resamples=20_000).p_value
+    assert 0.05 < ours < 0.95
+    assert ours == pytest.approx(scipy_permutation_p(BASE_60, CANDIDATES_60[0], 20_000, "greater"), abs=0.015)
+
+
+@pytest.mark.parametrize("base, candidate", [(FRACTION_A, FRACTION_B), (BASE_60, CANDIDATES_60[0])])
+def test_identical_candidates_give_the_same_p_as_one(base, candidate):
+    one = selection_aware_test([candidate], base, seed=2)
+    four = selection_aware_test(np.tile(candidate, (4, 1)), base, seed=2)
+    assert (four.p_value, four.difference, four.best_candidate) == (one.p_value, one.difference, 0)
+
+
+def test_choosing_among_more_candidates_raises_the_p_value():
+    """Every sign pattern's maximum is at least the best candidate's own sum, so with
+    exact enumeration the p-value can only grow over the best candidate's alone."""
+    runner_up = np.array([0.3, 0.6, 0.5, 0.2, 0.8, 0.5, 0.7, 0.2, 0.9, 0.9, 0.5, 1.0])  # ahead elsewhere
+    alone = selection_aware_test([FRACTION_B], FRACTION_A)
+    chosen = selection_aware_test([runner_up, FRACTION_B], FRACTION_A)
+    assert chosen.best_candidate == 1 and chosen.difference == alone.difference
+    assert chosen.p_value > alone.p_value
+
+
+def test_one_much_better_candidate_is_significant_despite_the_choice():
+    better = BASE_60.copy()
+    better[:40] = 1  # passes every problem base passes, and up to 40 more
+    result = selection_aware_test(np.vstack([CANDIDATES_60, better]), BASE_60, resamples=999)
+    assert result.best_candidate == 4 and result.difference > 0.25
+    assert result.p_value == pytest.approx(1 / 1000)
+
+
+def test_selection_aware_is_deterministic_by_seed_and_reports_no_difference_as_p_one():
+    first = selection_aware_test(CANDIDATES_60, BASE_60, seed=3)
+    assert first == selection_aware_test(CANDIDATES_60, BASE_60, seed=3)
+    assert first.p_value != selection_aware_test(CANDIDATES_60, BASE_60, seed=4).p_value
+    assert selection_aware_test([[0.2, 0.5], [0.2, 0.5]], [0.2, 0.5]).p_value == 1.0
+
+
+def test_selection_aware_summary_says_why_the_p_value_differs():
+    result = selection_aware_test(CANDIDATES_60, BASE_60)
+    assert result.summary() == (
+        f"best of K=4 candidates chosen on these 60 problems: {100 * result.difference:+.1f} pts, "
+        f"selection-aware sign-flip p={result.p_value:.2g} (one-sided)"
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.p_value = 0.0
+
+
+@pytest.mark.parametrize(
+    "candidates, base, message",
+    [
+        ([0.5, 0.5], [0.5, 0.5], r"K rows of per-problem scores, got shape \(2,\)"),
+        ([], [0.5], r"K rows of per-problem scores, got shape \(0,\)"),
+        (np.empty((0, 2)), [0.5, 0.5], "candidates is empty"),
+        ([[0.5, 1.0], [0.5]], [0.5, 0.5], "rows differ in length"),
+        ([[0.5, 1.0, 0.0]], [0.5, 0.5], "candidates have 3, base has 2"),
+        ([[0.5, 1.0], [0.5, 1.5]], [0.5, 0.5], r"candidates\[1\] has a score outside \[0, 1\] at problem 1"),
+        ([[0.5, float("nan")]], [0.5, 0.5], r"candidates\[0\] contains NaN at problem 1"),
+        ([[0.5, 1.0]], [0.5, -0.5], r"base has a score outside \[0, 1\] at problem 1"),
+        ([[0.5, 1.0]], [[0.5, 0.5]], "base must be one score per problem"),
+    ],
+)
+def test_selection_aware_rejects_invalid_inputs_with_clear_errors(candidates, base, message):
+    with pytest.raises(ValueError, match=message):
+        selection_aware_test(candidates, base)
+
+
+def test_selection_aware_rejects_zero_resamples():
+    with pytest.raises(ValueError, match="resamples must be at least 1"):
+        selection_aware_test([[0.5]], [0.5], resamples=0)
