@@ -2,7 +2,8 @@
 
 Read top-down: build the model for the configured method (``train.methods``), wrap it in a
 DeepSpeed engine, resume weights, optimizer and step from Ray Train's latest checkpoint if there is
-one, then loop over this worker's shard of the tokenized dataset. Every ``eval_every_steps``
+one, then loop over this worker's share of the tokenized dataset (``train.worker_data``: the same
+seed gives the same rows in the same order, whatever the cluster). Every ``eval_every_steps``
 optimizer steps the loop measures validation loss on every worker, writes a checkpoint
 (``train.checkpoints``), lets rank 0 run the optional ``evaluate`` callable (pass@1 in the sandbox,
 supplied by ``tune/``) and decide whether to stop early, and reports metrics with the checkpoint.
@@ -12,9 +13,11 @@ callable ``(model, tokenizer) -> (metrics: dict[str, float], per_problem: list[d
 """
 
 import itertools
+import random
 import tempfile
 
 import deepspeed
+import numpy as np
 import ray.train
 import torch
 import torch.distributed as dist
@@ -24,6 +27,7 @@ from train.checkpoints import TrainState, load_trained_model, resume, save_check
 from train.config import TrainConfig
 from train.methods import build_model
 from train.throughput import ThroughputMeter, training_flops_per_token
+from train.worker_data import ordered_batches, shuffled_batches, worker_rows
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -32,19 +36,23 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if config.selection.metric == "pass_at_1" and evaluate is None:
         raise ValueError("selection.metric='pass_at_1' needs an evaluate callable (pass@1 comes from it); "
                          "use selection.metric='validation_loss' to train without one")
-    torch.manual_seed(config.seed)
+    seed_everything(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     model = build_model(config)
     flops_per_token = training_flops_per_token(model, full_fine_tuning=config.method == "full")
     engine = deepspeed_engine(model, config)
     state = resume(engine, ray.train.get_checkpoint())
-    batches = endless_batches(ray.train.get_dataset_shard("train"), config.batch_size_per_worker, config.seed)
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    train_rows = worker_rows(ray.train.get_dataset_shard("train"), rank, world_size, config.seed)
+    if not len(train_rows["input_ids"]):
+        raise ValueError(f"training worker {rank} of {world_size} got no training rows: use fewer workers")
+    batches = (model_inputs(as_tensors(batch)) for batch in
+               shuffled_batches(train_rows, config.batch_size_per_worker, config.seed + rank))
     # A resumed run continues with the batches the interrupted one had not reached yet.
     batches = itertools.islice(batches, state.step * config.gradient_accumulation_steps, None)
-    # Small enough to hold: each worker keeps its validation shard for every evaluation.
-    validation_shard = ray.train.get_dataset_shard("validation")
-    validation_batches = [model_inputs(batch) for batch in validation_shard.iter_torch_batches(
-        batch_size=config.batch_size_per_worker, dtypes=torch.long)]
+    validation_rows = worker_rows(ray.train.get_dataset_shard("validation"), rank, world_size, config.seed)
+    validation_batches = [model_inputs(as_tensors(batch))
+                          for batch in ordered_batches(validation_rows, config.batch_size_per_worker)]
     meter = ThroughputMeter(flops_per_token, engine.device)
 
     while state.step < config.max_steps and not state.should_stop(config.selection):
@@ -80,13 +88,17 @@ def deepspeed_engine(model: torch.nn.Module, config: TrainConfig) -> deepspeed.D
     return engine
 
 
-def endless_batches(shard, batch_size: int, seed: int):
-    """Epoch after epoch over this worker's shard, locally shuffled, as model inputs."""
-    for epoch in itertools.count():
-        for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.long,
-                                              local_shuffle_buffer_size=4 * batch_size,
-                                              local_shuffle_seed=seed + epoch):
-            yield model_inputs(batch)
+def seed_everything(seed: int) -> None:
+    """The same seed gives the same run: Python, NumPy and torch RNGs, and deterministic kernels
+    where the backend has them (a warning, not an error, where it has none)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def as_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(column.astype(np.int64)) for name, column in batch.items()}
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict:

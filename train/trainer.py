@@ -37,6 +37,9 @@ def build_trainer(config: TrainConfig, datasets: dict[str, ray.data.Dataset], *,
                                                                      **config.custom_resources_per_worker}),
         torch_config=TorchConfig(backend="nccl" if config.use_gpu else "gloo"),
         datasets=datasets,
+        # Every worker reads whole datasets and keeps its seeded share (train.worker_data): Ray
+        # Data's streaming split would make the rows each worker sees depend on task timing.
+        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
         run_config=ray.train.RunConfig(
             name=name, storage_path=str(Path(storage_path).resolve()), callbacks=callbacks,
             checkpoint_config=checkpoint_config(config),
