@@ -5,12 +5,18 @@ MLflow layout, one experiment per study (``ray_jobs.report`` reads it):
 
 - one run per evaluation of a condition on a benchmark, tagged ``run_kind=evaluation``,
   ``condition``, ``benchmark``, ``model``, ``eval_key`` and, for an intermediate checkpoint,
-  ``checkpoint_step``; params say what the condition was (shots, method, train_size, ...);
-  metrics ``pass_at_<k>`` and the reference metrics; artifact ``per_problem.json``;
+  ``checkpoint_step``, for a candidate k of an ICL condition ``candidate_of``; params say what the
+  condition was (shots, method, train_size, ...) and how it was obtained: the selection protocol
+  (``selection_mode``, ``selection_benchmarks``, ``chosen_on``), the training data's
+  ``data_content_hash`` and the ``sandbox_isolation``; a run on either part of a split benchmark
+  also has ``split_part``, ``split_stratified_by`` and the artifact ``problem_split.json`` (the
+  task ids of each part); metrics ``pass_at_<k>`` and the reference metrics; artifact
+  ``per_problem.json``;
 - one run per fine-tuning run, tagged ``run_kind=training``, with its per-step metrics.
 
 A study resumes: an evaluation whose ``eval_key`` already has a finished run is not run again, and
-a fine-tuning run continues from its latest checkpoint in ``storage_path``.
+a fine-tuning run continues from its latest checkpoint in ``storage_path``. A study whose finished
+evaluations were chosen under another selection protocol is refused rather than mixed with them.
 """
 
 import json
@@ -45,6 +51,7 @@ from tune.study_world import ModelWorld, prepare_world
 from tune.training_data import TrainingData
 
 EVALUATION, TRAINING = "evaluation", "training"
+PROBLEM_SPLIT = "problem_split.json"
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class Evaluation:
     benchmark: str
     answering: Answering
     params: dict
+    candidate_of: str | None = None  # the ICL condition that chooses among candidates like this one
 
     def generation_group(self) -> tuple:
         """Evaluations with the same group share one generation pipeline (one model load)."""
@@ -106,6 +114,7 @@ class StudyRunner:
     pool: SandboxPool
     client: mlflow.MlflowClient
     experiment_id: str
+    protocol: dict[str, str]  # how choices were made, as every evaluation run records it
     finished: dict[str, float] = field(default_factory=dict)  # eval_key -> pass@1 of finished runs
     tokenized_splits: dict[str, TokenizedSplits] = field(default_factory=dict)  # by model
     equal_size_cache: dict[tuple, EqualSizeSubsets] = field(default_factory=dict)  # by model, size, seed
@@ -114,8 +123,10 @@ class StudyRunner:
     def start(cls, spec: StudySpec, pool: SandboxPool, tracking_uri: str) -> "StudyRunner":
         mlflow.set_tracking_uri(tracking_uri)
         experiment_id = mlflow.set_experiment(spec.study).experiment_id
-        runner = cls(spec, pool, mlflow.MlflowClient(tracking_uri), experiment_id)
-        runner.finished = finished_evaluations(runner.client, experiment_id)
+        runner = cls(spec, pool, mlflow.MlflowClient(tracking_uri), experiment_id, selection_protocol(spec))
+        runs = finished_evaluation_runs(runner.client, experiment_id)
+        check_same_protocol(runs, runner.protocol, spec.study)
+        runner.finished = {run.data.tags["eval_key"]: run.data.metrics.get("pass_at_1", math.nan) for run in runs}
         return runner
 
     def run(self) -> dict[str, float]:
@@ -131,32 +142,39 @@ class StudyRunner:
 
     def run_prompting(self, world: ModelWorld, seed: int) -> None:
         """The base and ICL conditions, in two rounds of batched generation: first the base model
-        and every ICL candidate k on the validation benchmarks (one condition ``<name>-<k>shot`` per
+        and every ICL candidate k on the selection benchmarks (one condition ``<name>-<k>shot`` per
         k), then each ICL condition's best k on the test benchmarks."""
         first_round, choices = [], {}
         for condition in self.spec.conditions:
+            params = self.condition_protocol(condition)
             if condition.kind == "base":
                 answering = Answering(world.model_path, prompt_style=condition.prompt_style)
-                first_round += self.on_tests(condition.name, answering, {"method": "none"})
+                first_round += self.on_tests(condition.name, answering, {"method": "none", **params})
             elif condition.kind == "icl":
                 candidates = icl_candidates(condition, world, seed)
-                if len(candidates) > 1 and self.spec.validation_benchmarks:
+                if len(candidates) > 1:
                     choices[condition.name] = {k: [Evaluation(f"{condition.name}-{k}shot", benchmark.name, answering,
-                                                              icl_params(answering))
-                                                   for benchmark in self.spec.validation_benchmarks]
+                                                              icl_params(answering) | params,
+                                                              candidate_of=condition.name)
+                                                   for benchmark in self.spec.selection_benchmarks]
                                                for k, answering in candidates.items()}
                     first_round += [e for evaluations in choices[condition.name].values() for e in evaluations]
                 else:
                     answering = next(iter(candidates.values()))
-                    first_round += self.on_tests(condition.name, answering, icl_params(answering))
+                    first_round += self.on_tests(condition.name, answering, icl_params(answering) | params)
         scores = self.evaluate_all(world, seed, first_round)
         second_round = []
         for name, by_k in choices.items():
             mean_pass = {k: sum(scores[e] for e in evaluations) / len(evaluations) for k, evaluations in by_k.items()}
             best = max(by_k, key=lambda k: (mean_pass[k], -k))  # ties: fewer shots
-            answering = by_k[best][0].answering
-            second_round += self.on_tests(name, answering, icl_params(answering))
+            chosen = by_k[best][0]
+            second_round += self.on_tests(name, chosen.answering, chosen.params)
         self.evaluate_all(world, seed, second_round)
+
+    def condition_protocol(self, condition: ConditionSpec) -> dict[str, str]:
+        """The study's selection protocol, and where this condition chose (``nothing`` if it chooses nothing)."""
+        chosen_on = self.protocol["selection_benchmarks"] if self.spec.condition_chooses(condition) else "nothing"
+        return {**self.protocol, "chosen_on": chosen_on}
 
     def on_tests(self, condition: str, answering: Answering, params: dict) -> list[Evaluation]:
         return [Evaluation(condition, benchmark.name, answering, params) for benchmark in self.spec.test_benchmarks]
@@ -190,7 +208,7 @@ class StudyRunner:
             config = self.spec.condition_train_config(condition, world.model_path).model_copy(update={"seed": seed})
             if finetune.search is not None:
                 config, size = self.searched_config(world, condition, config, seed)
-            params = run_params(config, size, finetune.data_variant)
+            params = run_params(config, size, finetune.data_variant) | self.condition_protocol(condition)
             runs.append(FinetuneRun(condition, name, config, size, params))
         return runs
 
@@ -198,25 +216,32 @@ class StudyRunner:
 
     def searched_config(self, world: ModelWorld, condition: ConditionSpec, config: TrainConfig,
                         seed: int) -> tuple[TrainConfig, int]:
-        """A Ray Tune search (``tune.lora_search``) on the validation benchmark (else the first test
-        benchmark); returns the best trial's config, trained for ``final_max_steps``, and its size."""
+        """A Ray Tune search (``tune.lora_search``) whose trials are chosen on the first selection
+        benchmark and reported on the first test benchmark (held out, unless ``on_test``); returns
+        the best trial's config, trained for ``final_max_steps``, and its size."""
         finetune = condition.finetune
-        benchmark = (self.spec.validation_benchmarks or self.spec.test_benchmarks)[0]
-        problems_file = Path(self.spec.cache_dir).resolve() / "studies" / self.spec.study / f"{benchmark.name}.jsonl"
-        write_humaneval_problems(world.benchmarks[benchmark.name], problems_file)
+        problems_dir = Path(self.spec.cache_dir).resolve() / "studies" / self.spec.study
+        test = self.spec.test_benchmarks[0].name
+        write_humaneval_problems(world.benchmarks[test], problems_dir / f"{test}.jsonl")
+        selection = None  # on_test: the search chooses on the test problems themselves
+        if self.spec.selection.mode == "held_out":
+            selection = problems_dir / f"{self.spec.selection_benchmarks[0].name}.jsonl"
+            write_humaneval_problems(world.benchmarks[self.spec.selection_benchmarks[0].name], selection)
         search_name = f"{world.name}-{condition.name}-search-seed{seed}"
         study = StudyConfig(
             experiment=self.spec.study, embedded=self.spec.embedded, data=world.data_config,
-            benchmark=BenchmarkConfig(problems=str(problems_file), prompt_style=condition.prompt_style,
+            benchmark=BenchmarkConfig(problems=str(problems_dir / f"{test}.jsonl"),
+                                      validation_problems=selection and str(selection),
+                                      selection=self.spec.selection.mode, prompt_style=condition.prompt_style,
                                       max_new_tokens=self.spec.generation.max_new_tokens,
                                       generation_batch_size=self.spec.generation.batch_size),
             sandbox=self.spec.sandbox, train=config, search=finetune.search.model_copy(update={"seed": seed}),
             storage_path=str(Path(self.spec.storage_path) / self.spec.study / search_name),
             cache_dir=self.spec.cache_dir, mlflow_tracking_uri=self.client.tracking_uri)
-        rows, _ = run_search(study)
-        if not rows:
+        outcome = run_search(study)
+        if not outcome.trials:
             raise RuntimeError(f"the search of condition {condition.name!r} reported no trial")
-        best = rows[0]
+        best = outcome.trials[0]
         lora = config.lora.model_copy(update={"rank": int(best["lora_rank"]), "alpha": float(best["lora_alpha"])})
         searched = config.model_copy(update={"lora": lora, "learning_rate": float(best["learning_rate"]),
                                              "max_steps": finetune.final_max_steps or config.max_steps})
@@ -227,7 +252,7 @@ class StudyRunner:
         datasets, profiles = self.training_datasets(world, run.size, run.condition.finetune.data_variant, seed)
         run.profiles.update(profiles)
         # Checkpoints are scored by pass@1 only when they are selected by it (as the deep-vs-diverse
-        # study did): on the validation benchmark where there is one, else on the first test benchmark.
+        # study did), on the first selection benchmark.
         evaluator = None
         if run.config.selection.metric == "pass_at_1":
             evaluator = PassAtOneEvaluator(world.benchmarks[self.checkpoint_benchmark], self.pool,
@@ -243,7 +268,7 @@ class StudyRunner:
 
     @property
     def checkpoint_benchmark(self) -> str:
-        return (self.spec.validation_benchmarks or self.spec.test_benchmarks)[0].name
+        return self.spec.selection_benchmarks[0].name
 
     def training_datasets(self, world: ModelWorld, size: int | None, variant: str,
                           seed: int) -> tuple[dict[str, ray.data.Dataset], dict]:
@@ -287,7 +312,7 @@ class StudyRunner:
         with checkpoint.as_directory() as directory:
             table = json.loads((Path(directory) / PER_PROBLEM).read_text())
         self.log_evaluation(key, world, run.name, benchmark, {**run.params, "seed": seed},
-                            {"pass_at_1": metrics["pass_at_1"]}, table, checkpoint_step=step)
+                            {"pass_at_1": metrics["pass_at_1"]}, table, tags={"checkpoint_step": str(step)})
 
     # --- evaluation -------------------------------------------------------------------------------
 
@@ -352,7 +377,9 @@ class StudyRunner:
             row.update(difficulty=problem.get("difficulty"), completion=completion)
         artifacts = reference_scores(self.spec.metrics, [first[row["task_id"]][0] for row in table],
                                      [row["completion"] for row in table], table, metrics)
-        self.log_evaluation(key, world, evaluation.condition, evaluation.benchmark, params, metrics, table, artifacts)
+        tags = {"candidate_of": evaluation.candidate_of} if evaluation.candidate_of else {}
+        self.log_evaluation(key, world, evaluation.condition, evaluation.benchmark, params, metrics, table, artifacts,
+                            tags)
         print(f"[study] {key}: " + ", ".join(f"{name} {value:.3f}" for name, value in metrics.items()), flush=True)
 
     def prompts(self, world: ModelWorld, problems: list[dict], answering: Answering) -> list[dict]:
@@ -371,18 +398,31 @@ class StudyRunner:
 
     def log_evaluation(self, key: str, world: ModelWorld, condition: str, benchmark: str, params: dict,
                        metrics: dict, table: list[dict], artifacts: dict | None = None,
-                       checkpoint_step: int | None = None) -> None:
+                       tags: dict | None = None) -> None:
+        """One evaluation run, with what it was obtained from: the training data's content hash,
+        the sandbox's isolation and, on a part of a split benchmark, the split."""
         tags = {"run_kind": EVALUATION, "condition": condition, "benchmark": benchmark, "model": world.name,
-                "eval_key": key}
-        if checkpoint_step is not None:
-            tags["checkpoint_step"] = str(checkpoint_step)
+                "eval_key": key, **(tags or {})}
+        provenance = {"data_content_hash": world.data.content_hash, "sandbox_isolation": sandbox_isolation(self.pool)}
+        split_part = self.split_part(world, benchmark)
+        if split_part is not None:
+            artifacts = {**(artifacts or {}), PROBLEM_SPLIT: {"benchmark": self.spec.split_benchmark.name,
+                                                              **world.problem_split.record()}}
+            provenance |= {"split_part": split_part, "split_stratified_by": world.problem_split.stratified_by or "none"}
         with mlflow.start_run(run_name=key, tags=tags):
-            mlflow.log_params(params)
+            mlflow.log_params(params | provenance)
             mlflow.log_metrics(metrics)
             mlflow.log_dict(table, "per_problem.json")
             for name, content in (artifacts or {}).items():
                 mlflow.log_dict(content, name)
         self.finished[key] = metrics.get("pass_at_1", math.nan)
+
+    def split_part(self, world: ModelWorld, benchmark: str) -> str | None:
+        """``selection`` or ``held_out`` for a part of the split benchmark, else None."""
+        if world.problem_split is None:
+            return None
+        parts = {self.spec.selection_benchmarks[0].name: "selection", self.spec.split_benchmark.name: "held_out"}
+        return parts.get(benchmark)
 
 
 def chat_prompts(problems: list[dict], shots: list[list[dict]], answering: Answering) -> list[dict]:
@@ -423,10 +463,36 @@ def evaluation_key(model: str, condition: str, benchmark: str, seed: int, step: 
     return key if step is None else f"{key}/step={step}"
 
 
-def finished_evaluations(client: mlflow.MlflowClient, experiment_id: str) -> dict[str, float]:
-    runs = client.search_runs([experiment_id], f"tags.run_kind = '{EVALUATION}' and attributes.status = 'FINISHED'",
+def selection_protocol(spec: StudySpec) -> dict[str, str]:
+    """How the study chooses shots, search trials and checkpoints, as strings (MLflow params)."""
+    protocol = {"selection_mode": spec.selection.mode,
+                "selection_benchmarks": ",".join(b.name for b in spec.selection_benchmarks) or "none"}
+    if spec.split_benchmark is not None:
+        protocol |= {"split_of": spec.split_benchmark.name, "split_fraction": str(spec.selection.fraction),
+                     "split_seed": str(spec.selection.seed)}
+    return protocol
+
+
+def sandbox_isolation(pool: SandboxPool) -> str:
+    """The isolation the pool's sandboxes run under, as the pool reports it. Hook: until pools
+    expose an ``isolation`` attribute, "unreported"."""
+    return str(getattr(pool, "isolation", "unreported"))
+
+
+def finished_evaluation_runs(client: mlflow.MlflowClient, experiment_id: str) -> list:
+    return client.search_runs([experiment_id], f"tags.run_kind = '{EVALUATION}' and attributes.status = 'FINISHED'",
                               max_results=50_000)
-    return {run.data.tags["eval_key"]: run.data.metrics.get("pass_at_1", math.nan) for run in runs}
+
+
+def check_same_protocol(runs: list, protocol: dict[str, str], study: str) -> None:
+    """Refuses to resume a study whose finished evaluations were chosen another way (or before the
+    protocol was recorded): their results would be mixed with this spec's."""
+    for run in runs:
+        recorded = {name: run.data.params.get(name) for name in protocol}
+        if recorded != protocol:
+            raise ValueError(f"study {study!r} has evaluations made under another selection protocol "
+                             f"({run.data.tags.get('eval_key')}: {recorded}; this spec: {protocol}): "
+                             "give the study another name, or delete its MLflow experiment and storage_path")
 
 
 def has_tests(problem: dict) -> bool:

@@ -8,6 +8,10 @@ A condition is one way of getting answers from a model:
 - ``finetune``: a Ray Train run per training-set size (``train.method``: LoRA, IA3, prefix, full),
   optionally after a Tune search of its hyperparameters, scored at every checkpoint and then on
   every test benchmark from its best checkpoint.
+
+Whatever is chosen by pass@1 (a shot count, a search trial, a checkpoint) is chosen on other
+problems than those reported (``selection``): on the validation benchmarks, else on a seeded
+part of the first test benchmark, which is then reported on the rest of its problems.
 """
 
 from pathlib import Path
@@ -29,6 +33,23 @@ BENCHMARK_FORMATS = ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "multip
                      "reference_jsonl")
 
 
+SELECTION_SUFFIX = "-selection"  # the selection part of a split test benchmark is named <test>-selection
+
+
+class SelectionSpec(Strict):
+    """Where shots, search trials and checkpoints are chosen by pass@1.
+
+    ``held_out``: on the benchmarks with ``role: validation``; without one, on a seeded ``fraction``
+    of the first test benchmark (``eval.problem_split``, stratified by difficulty or family), named
+    ``<test>-selection``, and that test benchmark is reported on its other problems only.
+    ``on_test``: on the first test benchmark itself, as some published studies did; the report
+    marks those results as selected on the reported problems and tests them accordingly."""
+
+    mode: Literal["held_out", "on_test"] = "held_out"
+    fraction: float = Field(0.25, gt=0, lt=1)
+    seed: int = 0
+
+
 class ModelSpec(Strict):
     name: str
     path: str | None = None  # a Hugging Face id or local dir; None with ``embedded``: the tiny model
@@ -36,7 +57,8 @@ class ModelSpec(Strict):
 
 class BenchmarkSpec(Strict):
     """``path: null`` with ``embedded`` set: the embedded world's held-out problems. ``problems``
-    keeps a slice of them, in file order (``"0:20"``), e.g. to split one set into validation and test."""
+    keeps a slice of them, in file order (``"0:20"``). To choose on part of a set and report on
+    the rest, ``selection`` splits it by seed and stratum instead (file order may group families)."""
 
     name: str
     format: Literal[BENCHMARK_FORMATS] = "humaneval"  # type: ignore[valid-type]
@@ -116,6 +138,7 @@ class StudySpec(Strict):
     metrics: MetricsSpec = MetricsSpec()
     train: TrainConfig = TrainConfig()
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    selection: SelectionSpec = SelectionSpec()
     storage_path: str = "outputs/studies"
     cache_dir: str = ".cache"
     mlflow_tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here
@@ -129,14 +152,12 @@ class StudySpec(Strict):
         if not self.test_benchmarks:
             raise ValueError("at least one benchmark needs role: test")
         for condition in self.conditions:
-            if condition.kind == "icl" and len(condition.icl.shots) > 1 and not self.validation_benchmarks:
-                raise ValueError(f"condition {condition.name!r} chooses among shots {condition.icl.shots}: "
-                                 "that needs a benchmark with role: validation (or a single value in shots)")
             if condition.kind == "finetune":
                 try:
                     self.condition_train_config(condition, "")
                 except ValidationError as error:
                     raise ValueError(f"conditions[{condition.name}].finetune.train:\n{describe(error)}") from None
+        self._selection_is_consistent()
         self._reference_only_benchmarks_are_scored()
         if self.embedded is None:
             unset = [f"models[{m.name}].path" for m in self.models if m.path is None]
@@ -145,6 +166,16 @@ class StudySpec(Strict):
             if unset:
                 raise ValueError(f"with embedded: null, set {', '.join(unset)}")
         return self
+
+    def _selection_is_consistent(self) -> None:
+        if self.selection.mode == "on_test" and self.validation_benchmarks:
+            raise ValueError(f"selection.mode: on_test chooses on the first test benchmark, yet benchmarks "
+                             f"{[b.name for b in self.validation_benchmarks]} have role: validation: remove them, "
+                             "or leave selection.mode at held_out")
+        split = self.split_benchmark
+        if split is not None and split.name + SELECTION_SUFFIX in {b.name for b in self.benchmarks}:
+            raise ValueError(f"benchmark {split.name + SELECTION_SUFFIX!r} is the name of the selection part of "
+                             f"{split.name!r} (selection.mode: held_out): rename it")
 
     def _reference_only_benchmarks_are_scored(self) -> None:
         """A benchmark without tests needs a reference metric, and cannot choose what pass@1 chooses
@@ -157,6 +188,7 @@ class StudySpec(Strict):
         if not (metrics.bleu or metrics.codebleu or metrics.codebertscore_model or metrics.judge):
             raise ValueError(f"benchmarks {reference_only} have no tests ({REFERENCE_ONLY}): set a reference metric "
                              "(metrics.bleu, metrics.codebleu, metrics.codebertscore_model or metrics.judge)")
+        # The first test benchmark chooses on_test, and its selection part held_out.
         choosers = self.validation_benchmarks or (self.test_benchmarks[:1] if self.chooses_by_pass_at_1 else [])
         for chooser in choosers:
             if chooser.format == REFERENCE_ONLY:
@@ -167,13 +199,14 @@ class StudySpec(Strict):
     @property
     def chooses_by_pass_at_1(self) -> bool:
         """Whether a condition picks shots, a search trial or checkpoints by pass@1."""
-        for condition in self.conditions:
-            if condition.kind == "icl" and len(condition.icl.shots) > 1:
-                return True
-            if condition.kind == "finetune" and (condition.finetune.search is not None or
-                                                 self.condition_train_config(condition, "").selection.metric
-                                                 == "pass_at_1"):
-                return True
+        return any(self.condition_chooses(condition) for condition in self.conditions)
+
+    def condition_chooses(self, condition: ConditionSpec) -> bool:
+        if condition.kind == "icl":
+            return len(condition.icl.shots) > 1
+        if condition.kind == "finetune":
+            return (condition.finetune.search is not None or
+                    self.condition_train_config(condition, "").selection.metric == "pass_at_1")
         return False
 
     @property
@@ -183,6 +216,25 @@ class StudySpec(Strict):
     @property
     def validation_benchmarks(self) -> list[BenchmarkSpec]:
         return [benchmark for benchmark in self.benchmarks if benchmark.role == "validation"]
+
+    @property
+    def split_benchmark(self) -> BenchmarkSpec | None:
+        """The test benchmark split into a selection and a held-out part: the first one, when
+        something is chosen by pass@1 in ``held_out`` mode and no benchmark has role: validation."""
+        if self.selection.mode != "held_out" or self.validation_benchmarks or not self.chooses_by_pass_at_1:
+            return None
+        return self.test_benchmarks[0]
+
+    @property
+    def selection_benchmarks(self) -> list[BenchmarkSpec]:
+        """Where shots, search trials and checkpoints are chosen by pass@1: the first test benchmark
+        ``on_test``; else the validation benchmarks, or the selection part of the split benchmark."""
+        split = self.split_benchmark
+        if self.selection.mode == "on_test":
+            return self.test_benchmarks[:1]
+        if split is not None:
+            return [split.model_copy(update={"name": split.name + SELECTION_SUFFIX, "role": "validation"})]
+        return self.validation_benchmarks
 
     @property
     def needs_training_data(self) -> bool:
