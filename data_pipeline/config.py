@@ -32,8 +32,10 @@ class DataConfig(BaseModel, extra="forbid"):
 
     # A file or directory; with format hf_hub, a Hugging Face Hub dataset id ("user/name").
     path: str = ""  # empty: the study fills it in (the embedded default's instruction set)
+    # json: a JSON array of objects per file (read as it streams; e.g. CodeAlpaca's code_alpaca_20k.json).
+    # auto reads a .json file as a JSON array if it starts with '[', else as JSON Lines.
     # hf_disk: a datasets.save_to_disk directory; hf_hub: downloaded (needs a network), never inferred.
-    format: Literal["auto", "jsonl", "parquet", "csv", "hf_disk", "hf_hub"] = "auto"
+    format: Literal["auto", "jsonl", "json", "parquet", "csv", "hf_disk", "hf_hub"] = "auto"
     split: str = "train"  # the split of an hf_hub dataset
     # Source column name -> pipeline column name; difficulty/topic/language are read only if mapped.
     columns: dict[str, TargetColumn] = {}

@@ -1,5 +1,5 @@
-"""Read instruction data (JSONL, CSV, Parquet, `datasets.save_to_disk`, a Hugging Face Hub
-dataset) into a Ray Dataset.
+"""Read instruction data (JSONL, a JSON array, CSV, Parquet, `datasets.save_to_disk`, a Hugging
+Face Hub dataset) into a Ray Dataset.
 
 Columns follow ``data_pipeline.schema``: instruction, input, output, the mapped
 metadata columns and, with ``on_bad_row: skip``, the ``bad_row`` flag.
@@ -14,14 +14,17 @@ import pyarrow.parquet as pq
 import ray.data
 
 from data_pipeline.config import DataConfig
+from data_pipeline.json_array import starts_json_array
 from data_pipeline.ray_data_context import pipeline_data_context, read_parquet
 from data_pipeline.schema import BAD_ROW_COLUMN, ColumnMapping
 from data_pipeline.text import TEXT_COLUMNS
-from data_pipeline.text_sources import CsvInstructionSource, JsonlInstructionSource
+from data_pipeline.text_sources import CsvInstructionSource, JsonArrayInstructionSource, JsonlInstructionSource
 
 _HF_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
-_SUFFIXES = {"jsonl": (".jsonl", ".json"), "csv": (".csv",), "parquet": (".parquet",)}
-_INFERRED = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+_SUFFIXES = {"jsonl": (".jsonl", ".json"), "json": (".json",), "csv": (".csv",), "parquet": (".parquet",)}
+_TEXT_SOURCES = {"jsonl": JsonlInstructionSource, "json": JsonArrayInstructionSource, "csv": CsvInstructionSource}
+# .json: a JSON array or JSON Lines, told apart by their content (``_json_format``).
+_INFERRED = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_null)
 _METADATA_TYPES = (*_TEXT_TYPES, pa.types.is_integer, pa.types.is_floating)
 # Input bytes per block, at most: fewer, larger blocks than Ray Data's default split (at
@@ -47,11 +50,10 @@ def _read(config: DataConfig) -> ray.data.Dataset:
             f"data path {config.path} does not exist (for a Hugging Face Hub dataset id, set format: hf_hub)"
         )
     fmt = _resolve_format(config.path, config.format)
-    if fmt in ("jsonl", "csv"):
-        source = JsonlInstructionSource if fmt == "jsonl" else CsvInstructionSource
+    if fmt in _TEXT_SOURCES:
         files = _data_files(config.path, _SUFFIXES[fmt])
         blocks = _block_count(sum(Path(file).stat().st_size for file in files))
-        return ray.data.read_datasource(source(files, mapping=mapping, skip_bad_rows=skip),
+        return ray.data.read_datasource(_TEXT_SOURCES[fmt](files, mapping=mapping, skip_bad_rows=skip),
                                         override_num_blocks=blocks)
     if fmt == "parquet":
         return _read_parquet(config.path, mapping, skip)
@@ -79,16 +81,30 @@ def _resolve_format(path: str, fmt: str) -> str:
         if any((location / marker).exists() for marker in _HF_DISK_MARKERS):
             return "hf_disk"
         suffixes = {file.suffix for file in location.rglob("*") if file.is_file()}
+        if ".jsonl" in suffixes:
+            suffixes.discard(".json")  # read as JSON Lines with them, as format jsonl reads a directory
         candidates = [suffix for suffix in _INFERRED if suffix in suffixes]
     else:
         candidates = [location.suffix] if location.suffix in _INFERRED else []
     if len(candidates) != 1:
         raise ValueError(
-            f"cannot infer the format of {path} (expected a .jsonl, .csv or .parquet file, a "
+            f"cannot infer the format of {path} (expected a .jsonl, .json, .csv or .parquet file, a "
             "directory of one kind of them, or a datasets.save_to_disk directory); set format to "
-            "one of 'jsonl', 'csv', 'parquet', 'hf_disk' ('hf_hub' for a Hugging Face Hub dataset id)"
+            "one of 'jsonl', 'json', 'csv', 'parquet', 'hf_disk' ('hf_hub' for a Hugging Face Hub dataset id)"
         )
-    return _INFERRED[candidates[0]]
+    fmt = _INFERRED[candidates[0]]
+    return _json_format(path) if fmt == "json" else fmt
+
+
+def _json_format(path: str) -> str:
+    """json if the .json files are JSON arrays (their first character is '['), jsonl if they are JSON Lines."""
+    arrays = {file: starts_json_array(file) for file in _data_files(path, _SUFFIXES["json"])}
+    if len(set(arrays.values())) > 1:
+        array = next(file for file, is_array in arrays.items() if is_array)
+        lines = next(file for file, is_array in arrays.items() if not is_array)
+        raise ValueError(f"{path} holds both JSON arrays ({array}) and JSON Lines ({lines}); "
+                         "put each kind in its own directory")
+    return "json" if all(arrays.values()) else "jsonl"
 
 
 def _data_files(path: str, suffixes: tuple[str, ...]) -> list[str]:

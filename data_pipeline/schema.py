@@ -101,6 +101,9 @@ class RowBuffer:
         for column, values_so_far in self._columns.items():
             values_so_far.append(values.get(column))
 
+    def __len__(self) -> int:
+        return len(self._columns["instruction"])
+
     def table(self) -> pa.Table:
         return pa.table({name: pa.array(values, pa.string()) for name, values in self._columns.items()})
 

@@ -1,14 +1,17 @@
-"""Line-oriented sources (JSON Lines, CSV) parsed with the stdlib so each bad row is named by file and line.
+"""Text sources (JSON Lines, JSON arrays, CSV) parsed with the stdlib so each bad row is named by
+file and line (and, in a JSON array, record number).
 
 A JSON Lines file is first read by Arrow's JSON reader; only a file it can't take as it
 stands (a malformed or non-string value, a missing field, anything the stdlib would read
-differently) goes through the line-by-line parser, which names or skips the bad rows.
+differently) goes through the line-by-line parser, which names or skips the bad rows. A JSON
+array is parsed as it is read (``json_array``), a table of rows at a time.
 """
 
 import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from functools import partial
 
@@ -17,7 +20,11 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 from ray.data.datasource import FileBasedDatasource
 
+from data_pipeline.json_array import ArrayElement, array_elements
 from data_pipeline.schema import BAD_ROW_COLUMN, ColumnMapping, RowBuffer, record_values, type_name
+
+_RECORDS_PER_TABLE = 10_000  # of a JSON array, read before the rows are handed on
+_STARTS_AS_ARRAY = re.compile(rb"(\xef\xbb\xbf)?[ \t\r\n]*\[")
 
 
 class JsonlInstructionSource(FileBasedDatasource):
@@ -30,6 +37,8 @@ class JsonlInstructionSource(FileBasedDatasource):
 
     def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
         data = f.readall()
+        if _STARTS_AS_ARRAY.match(data):
+            raise ValueError(f"{path}: a JSON array, not JSON Lines (one object per line); set format: json, or auto")
         table = arrow_jsonl_table(data, self._mapping, self._skip_bad_rows)
         if table is None:
             rows = RowBuffer(self._mapping, self._skip_bad_rows)
@@ -75,6 +84,36 @@ def parse_jsonl_line(raw: bytes, mapping: ColumnMapping, where: str) -> dict[str
         raise ValueError(f"{where}: not valid UTF-8") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
+    return json_record_values(record, mapping, where)
+
+
+class JsonArrayInstructionSource(FileBasedDatasource):
+    """One JSON array of objects per file, pretty-printed or not."""
+
+    def __init__(self, paths: list[str], *, mapping: ColumnMapping, skip_bad_rows: bool):
+        super().__init__(paths, file_extensions=None)
+        self._mapping = mapping
+        self._skip_bad_rows = skip_bad_rows
+
+    def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
+        rows = RowBuffer(self._mapping, self._skip_bad_rows)
+        for element in array_elements(f, path):
+            where = f"{path} record {element.number} (line {element.line})"
+            rows.add(partial(_array_element_values, element, self._mapping, where))
+            if len(rows) == _RECORDS_PER_TABLE:
+                yield rows.table()
+                rows = RowBuffer(self._mapping, self._skip_bad_rows)
+        yield rows.table()
+
+
+def _array_element_values(element: ArrayElement, mapping: ColumnMapping, where: str) -> dict[str, str | None]:
+    if element.problem is not None:
+        raise ValueError(f"{where}: {element.problem}")
+    return json_record_values(element.value, mapping, where)
+
+
+def json_record_values(record: object, mapping: ColumnMapping, where: str) -> dict[str, str | None]:
+    """A decoded JSON record's target values; errors start with ``where``."""
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type_name(record)}")
     return record_values(record, mapping, where)

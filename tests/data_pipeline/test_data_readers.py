@@ -96,12 +96,15 @@ def test_hf_disk_detected_and_read(tmp_path):
     assert _rows(DataConfig(path=str(path))) == [{"instruction": "a", "input": "", "output": "1"}]
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "hf_disk"])
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "hf_disk"])
 def test_a_small_source_gives_every_cpu_rows_and_leaves_the_users_context_alone(tmp_path, write_jsonl, fmt):
     rows = [{"instruction": f"Write a function that returns {i} plus its argument.", "input": "",
              "output": f"def add_{i}(x):\n    return x + {i}"} for i in range(4000)]  # ~400 KB
     if fmt == "jsonl":
         path = write_jsonl(rows)
+    elif fmt == "json":
+        path = tmp_path / "train.json"
+        path.write_text(json.dumps(rows, indent=4))
     else:
         path = tmp_path / "hf"
         datasets.Dataset.from_list(rows).save_to_disk(str(path))
