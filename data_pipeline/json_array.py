@@ -75,7 +75,8 @@ def _next_element(text: "_Text", number: int) -> ArrayElement:
         return ArrayElement(number, line, text.decode_value())
     except json.JSONDecodeError as error:
         error_line, error_column = text.location(error.pos)
-        return ArrayElement(number, line, problem=f"invalid JSON ({error.msg} at line {error_line} column {error_column})")
+        problem = f"invalid JSON ({error.msg} at line {error_line} column {error_column})"
+        return ArrayElement(number, line, problem=problem)
 
 
 def _skip_bad_element(text: "_Text", element: ArrayElement) -> None:

@@ -125,7 +125,8 @@ def test_skip_mode_counts_and_skips_bad_records_even_invalid_json(tmp_path):
 def test_invalid_json_in_a_one_line_array_stops_even_when_skipping(tmp_path):
     path = tmp_path / "train.json"
     path.write_text('[{"instruction": "a", "output": "1"}, {"instruction" "b", "output": "2"}]')
-    with pytest.raises(ValueError, match=f"{path} record 2 \\(line 1\\): invalid JSON .* can't be skipped; fix the file"):
+    problem = "invalid JSON .* can't be skipped; fix the file"
+    with pytest.raises(ValueError, match=f"{path} record 2 \\(line 1\\): {problem}"):
         read_instructions(DataConfig(path=str(path), on_bad_row="skip")).materialize()
 
 
