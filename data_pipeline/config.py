@@ -6,7 +6,7 @@ import jinja2
 import jinja2.meta
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-JINJA_VARIABLES = ("instruction", "input")  # what a jinja_template is rendered with
+JINJA_VARIABLES = ("instruction", "input", "system")  # what a jinja_template is rendered with
 TargetColumn = Literal["instruction", "input", "output", "difficulty", "topic", "language"]
 CodeLanguage = Literal["python", "cpp", "java", "javascript"]  # code_languages.LANGUAGES
 
@@ -61,7 +61,9 @@ class DataConfig(BaseModel, extra="forbid"):
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     seed: int = 0
     # alpaca: the Alpaca prompt; chat: the tokenizer's chat template; jinja: ``jinja_template``,
-    # rendered with ``instruction`` and ``input``, the response appended.
+    # rendered with ``instruction``, ``input`` and ``system``, the response appended. A row's system
+    # prompt (chat records' system turn) goes before the Alpaca prompt and a blank line, or in a
+    # system message; rows without one are rendered as if there were no system column.
     template: Literal["alpaca", "chat", "jinja"] = "alpaca"
     jinja_template: str | None = None
     max_seq_len: int = Field(256, gt=0)

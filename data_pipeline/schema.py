@@ -1,9 +1,13 @@
 """The pipeline's row schema: source->target column mapping, validated rows, bad-row flags.
 
 Every reader yields string columns ``instruction``, ``input``, ``output`` (a missing
-``input`` becomes ""), then the mapped metadata columns among ``difficulty``, ``topic``,
-``language`` (null where a row has none), then, when bad rows are skipped rather than
-raised, ``bad_row``: null, or what is wrong with the row (its text columns are "").
+``input`` becomes ""), then, from chat records only (``chat_records``), ``system`` (the
+system turn, "" without one), then the mapped metadata columns among ``difficulty``,
+``topic``, ``language`` (null where a row has none), then, when bad rows are skipped rather
+than raised, ``bad_row``: null, or what is wrong with the row (its text columns are "").
+
+``system`` is part of a row's prompt (``templates``), not of its content identity (``text``):
+the filters, dedup, decontamination and split read instruction, input and output only.
 """
 
 from collections.abc import Callable
@@ -16,6 +20,7 @@ from ray.data.expressions import col
 from data_pipeline.text import TEXT_COLUMNS
 
 METADATA_COLUMNS = ("difficulty", "topic", "language")
+SYSTEM_COLUMN = "system"
 BAD_ROW_COLUMN = "bad_row"
 _TYPE_NAMES = {type(None): "null", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
 

@@ -14,6 +14,7 @@ import ray.data
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from data_pipeline.config import DataConfig
+from data_pipeline.schema import SYSTEM_COLUMN
 from data_pipeline.shared_tokenizer import SharedTokenizer
 from data_pipeline.splits import ORDER_COLUMN
 
@@ -34,16 +35,19 @@ _TOKENIZE_BATCH_SIZE = 1024
 _JINJA = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
-def format_prompt(instruction: str, input: str = "") -> str:
-    """The Alpaca prompt, using the with-input variant when ``input`` is not blank."""
+def format_prompt(instruction: str, input: str = "", system: str = "") -> str:
+    """The Alpaca prompt, using the with-input variant when ``input`` is not blank, after the
+    system prompt and a blank line when ``system`` is not blank."""
     if input.strip():
-        return ALPACA_PROMPT_WITH_INPUT.format(instruction=instruction, input=input)
-    return ALPACA_PROMPT.format(instruction=instruction)
+        prompt = ALPACA_PROMPT_WITH_INPUT.format(instruction=instruction, input=input)
+    else:
+        prompt = ALPACA_PROMPT.format(instruction=instruction)
+    return f"{system}\n\n{prompt}" if system.strip() else prompt
 
 
-def render_jinja_prompt(source: str, instruction: str, input: str = "") -> str:
-    """A Jinja2 prompt template rendered with ``instruction`` and ``input``."""
-    return _compiled(source).render(instruction=instruction, input=input)
+def render_jinja_prompt(source: str, instruction: str, input: str = "", system: str = "") -> str:
+    """A Jinja2 prompt template rendered with ``instruction``, ``input`` and ``system``."""
+    return _compiled(source).render(instruction=instruction, input=input, system=system)
 
 
 @lru_cache(maxsize=8)
@@ -64,6 +68,9 @@ class PromptTemplate:
     the tokenizer's chat template as it renders a user turn and the assistant's answer: the
     prompt is the conversation up to and including the generation prompt, the response is
     the rest (the answer and the template's end-of-turn markup), with no tokens added.
+    A row's system prompt (the ``system`` column, where there is one and it is not blank)
+    comes first: before the Alpaca prompt, as the chat's system message, or as the Jinja
+    template places ``system``.
     """
 
     kind: Literal["alpaca", "chat", "jinja"] = "alpaca"
@@ -85,29 +92,35 @@ class PromptTemplate:
                 "use data.template 'alpaca', or 'jinja' with data.jinja_template"
             )
 
-    def prompts(self, instructions: Sequence[str], inputs: Sequence[str], tokenizer) -> list[str]:
+    def prompts(self, instructions: Sequence[str], inputs: Sequence[str], tokenizer,
+                systems: Sequence[str] | None = None) -> list[str]:
         """The prompt text of each row, as the model is asked at inference."""
+        rows = list(zip(instructions, inputs, [""] * len(instructions) if systems is None else systems))
         if self.kind == "chat":
-            return _chat(tokenizer, [_user_turn(i, x) for i, x in zip(instructions, inputs)], True)
+            return _chat(tokenizer, [_conversation(*row) for row in rows], True)
         if self.kind == "jinja":
-            return [render_jinja_prompt(self.jinja_template, i, x) for i, x in zip(instructions, inputs)]
-        return [format_prompt(i, x) for i, x in zip(instructions, inputs)]
+            return [render_jinja_prompt(self.jinja_template, *row) for row in rows]
+        return [format_prompt(*row) for row in rows]
 
     def texts(self, batch: dict[str, Sequence[str]], tokenizer) -> tuple[list[str], list[str]]:
-        """The (prompt, response) texts of each row of a batch with instruction, input and output."""
-        prompts = self.prompts(batch["instruction"], batch["input"], tokenizer)
+        """The (prompt, response) texts of each row of a batch with instruction, input, output and
+        perhaps system."""
+        prompts = self.prompts(batch["instruction"], batch["input"], tokenizer, batch.get(SYSTEM_COLUMN))
         if self.kind != "chat":
             return prompts, list(batch["output"])
         return prompts, _chat_responses(tokenizer, batch, prompts)
 
 
-def _user_turn(instruction: str, input: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": user_message(instruction, input)}]
+def _conversation(instruction: str, input: str, system: str) -> list[dict[str, str]]:
+    """The chat up to the answer: the system message, if ``system`` is not blank, and the user turn."""
+    system_turn = [{"role": "system", "content": system}] if system.strip() else []
+    return system_turn + [{"role": "user", "content": user_message(instruction, input)}]
 
 
 def _chat_responses(tokenizer, batch: dict[str, Sequence[str]], prompts: list[str]) -> list[str]:
     """What the chat template renders after the generation prompt once the answer is added."""
-    turns = [_user_turn(i, x) for i, x in zip(batch["instruction"], batch["input"])]
+    systems = batch.get(SYSTEM_COLUMN, [""] * len(prompts))
+    turns = [_conversation(i, x, s) for i, x, s in zip(batch["instruction"], batch["input"], systems)]
     answered = [turn + [{"role": "assistant", "content": output}] for turn, output in zip(turns, batch["output"])]
     responses = []
     for prompt, conversation in zip(prompts, _chat(tokenizer, answered, False)):

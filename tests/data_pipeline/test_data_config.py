@@ -45,6 +45,7 @@ def test_nested_sections_take_their_defaults():
         ({"languages": ["rust"]}, "'python', 'cpp', 'java' or 'javascript'"),
         ({"languages": []}, "languages\n"),
         ({"format": "xml"}, "'hf_hub'"),
+        ({"format": "xml"}, "'jsonl', 'json', 'parquet'"),
         ({"split": "test"}, "split is read only with format 'hf_hub' (format is 'auto')"),
     ],
 )
@@ -52,6 +53,11 @@ def test_invalid_config_names_the_key(overrides, expected_in_message):
     with pytest.raises(ValidationError) as error:
         DataConfig(path="data/train.jsonl", **overrides)
     assert expected_in_message in str(error.value)
+
+
+def test_a_jinja_template_may_place_the_system_prompt():
+    source = "{% if system %}{{ system }}\n{% endif %}{{ instruction }}"
+    assert DataConfig(template="jinja", jinja_template=source).jinja_template == source
 
 
 def test_code_keys_and_hub_split():

@@ -73,6 +73,37 @@ def test_loss_is_on_the_response_only_for_every_template(chat_tokenizer, templat
         assert trained.sum() == length - prompt_len
 
 
+SYSTEM = "You answer with Python code only."
+
+
+@pytest.mark.parametrize(
+    ("template", "prompt"),
+    [
+        (PromptTemplate(), f"<s>{SYSTEM}\n\n" + format_prompt("Negate x.", "x = 3")),
+        (PromptTemplate("jinja", "System: {{ system }}\n" + JINJA),
+         f"<s>System: {SYSTEM}\nGiven: x = 3\nTask: Negate x.\nAnswer:\n"),
+        (PromptTemplate("chat"), f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" + _chat_prompt("Negate x.", "x = 3")),
+    ],
+    ids=["alpaca", "jinja", "chat"],
+)
+def test_a_system_prompt_comes_first_and_gets_no_loss(chat_tokenizer, template, prompt):
+    batch = _batch(("Negate x.", "x = 3", "-x")) | {"system": np.array([SYSTEM])}
+    out = tokenize_batch(batch, chat_tokenizer, max_seq_len=128, template=template)
+    trained = out["labels"][0] != IGNORE_INDEX
+    prompt_len = int(np.argmax(trained))
+    assert chat_tokenizer.decode(out["input_ids"][0, :prompt_len]) == prompt
+    response = "-x<|im_end|>\n" if template.kind == "chat" else "-x</s>"
+    assert chat_tokenizer.decode(out["labels"][0, trained]) == response
+
+
+@pytest.mark.parametrize("template", EXPECTED_TEXTS, ids=lambda template: template.kind)
+def test_rows_with_a_blank_system_prompt_tokenize_as_rows_without_the_column(chat_tokenizer, template):
+    rows = [("Write add.", "", "def add(a, b):\n    return a + b"), ("Negate x.", "x = 3", "-x")]
+    without = tokenize_batch(_batch(*rows), chat_tokenizer, max_seq_len=128, template=template)
+    blank = tokenize_batch(_batch(*rows) | {"system": np.array(["", " "])}, chat_tokenizer, 128, template)
+    assert without.keys() == blank.keys() and all(np.array_equal(without[key], blank[key]) for key in without)
+
+
 def test_template_from_config():
     config = DataConfig(template="jinja", jinja_template=JINJA)
     assert PromptTemplate.from_config(config) == PromptTemplate("jinja", JINJA)
