@@ -167,8 +167,10 @@ def split_tasks(seed: int, eval_per_family: int) -> tuple[list[Task], list[Task]
     training: list[Task] = []
     for family in FAMILIES:
         tasks = _distinct_tasks(family, rng, count=200)
-        held_out += tasks[:eval_per_family]
-        training += tasks[eval_per_family:]
+        # At most half of a family is held out, so training still covers every family.
+        count = min(eval_per_family, len(tasks) // 2)
+        held_out += tasks[:count]
+        training += tasks[count:]
     return held_out, training
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from data_pipeline.config import DataConfig
 from train.config import TinyLlamaConfig, TrainConfig
@@ -25,13 +25,32 @@ class EmbeddedWorld(Strict):
     """The no-download default: synthetic tasks and a tiny Llama pretrained here."""
 
     seed: int = 0
-    eval_per_family: PositiveInt = 4
+    eval_per_family: PositiveInt = 28  # held-out problems per task family (at most half of its tasks)
     n_instructions: PositiveInt = 2400
     model: TinyLlamaConfig = TinyLlamaConfig()
 
 
 class BenchmarkConfig(Strict):
+    """Trials, ASHA and checkpoints are chosen by pass@1 on *selection* problems: those of
+    ``validation_problems``, else a seeded split of ``problems`` (``selection_fraction`` of them,
+    stratified by difficulty or family, ``eval.problem_split``). The chosen checkpoint and the base
+    model are then scored once on the held-out rest, which is what the search reports.
+    ``selection: on_test`` chooses on the reported problems themselves (a published study's
+    design): the report says so, and its p-value accounts for the choice among the candidates."""
+
     problems: str | None = None  # HumanEval-format JSONL; None: the embedded problems (or real HumanEval)
+    validation_problems: str | None = None  # HumanEval-format JSONL of selection problems
+    selection: Literal["held_out", "on_test"] = "held_out"
+    selection_fraction: float = Field(0.25, gt=0, lt=1)
+    selection_seed: int = 0
+    limit: PositiveInt | None = None  # only the first N problems of ``problems`` (a quick dry run)
+
+    @model_validator(mode="after")
+    def _one_selection_source(self) -> "BenchmarkConfig":
+        if self.selection == "on_test" and self.validation_problems is not None:
+            raise ValueError("selection='on_test' chooses on the reported problems: set validation_problems=null, "
+                             "or selection='held_out' to choose on validation_problems")
+        return self
     prompt_style: Literal["instruct", "completion"] = "instruct"
     max_new_tokens: PositiveInt = 64
     generation_batch_size: PositiveInt = 32

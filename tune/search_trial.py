@@ -17,10 +17,13 @@ from tune.config import StudyConfig
 
 def trial_train_config(study: StudyConfig, model: str, hyperparameters: dict) -> TrainConfig:
     """The study's train config with the trial's hyperparameters; checkpoints are ranked by the
-    search metric, since that is what the search compares."""
+    search metric, since that is what the search compares. Choosing on the reported problems
+    (``selection: on_test``) keeps every checkpoint: each is a candidate the report accounts for."""
     lora = study.train.lora.model_copy(update={"rank": hyperparameters["lora_rank"],
                                                "alpha": hyperparameters["lora_alpha"]})
     selection = study.train.selection.model_copy(update={"metric": study.search.metric})
+    if study.benchmark.selection == "on_test":
+        selection = selection.model_copy(update={"keep_best": None})
     return study.train.model_copy(update={"model": model, "lora": lora, "selection": selection,
                                           "learning_rate": hyperparameters["learning_rate"]})
 

@@ -55,6 +55,33 @@ class TrialTracker(MLflowLoggerCallback):
         self.sign = 1.0 if mode == "max" else -1.0  # best = highest sign * score
         self.client = mlflow.MlflowClient(tracking_uri)
         self.best: dict[str, tuple[float, str]] = {}
+        # Tune marks a trial it stops on Ctrl-C as TERMINATED too, but ends only a trial that ran to
+        # its end (or was stopped by the scheduler) through the callbacks: these tell them apart.
+        self.started: set[str] = set()
+        self.ended: set[str] = set()
+
+    @property
+    def cut_short(self) -> set[str]:
+        """Trials started by this invocation that did not end: stopped by an interruption."""
+        return self.started - self.ended
+
+    def log_trial_start(self, trial):
+        """A trial resumed after an interruption continues its own run instead of opening a second."""
+        if trial not in self._trial_runs:
+            earlier = self.client.search_runs(
+                [self.client.get_experiment_by_name(self.experiment_name).experiment_id],
+                f"tags.`mlflow.parentRunId` = '{self.tags['mlflow.parentRunId']}' and tags.trial_name = '{trial}'")
+            if earlier:
+                self._trial_runs[trial] = earlier[0].info.run_id
+                self.client.update_run(earlier[0].info.run_id, status="RUNNING")
+        self.started.add(trial.trial_id)
+        super().log_trial_start(trial)
+
+    def mark_unfinished_runs_killed(self) -> None:
+        """After an interruption: the runs of trials still under way end as KILLED until resumed."""
+        for run_id in self._trial_runs.values():
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, status="KILLED")
 
     def log_trial_result(self, iteration, trial, result):
         score, path = result.get(self.metric), result.get(CHECKPOINT_PATH_KEY)
@@ -64,6 +91,7 @@ class TrialTracker(MLflowLoggerCallback):
         super().log_trial_result(iteration, trial, metrics)
 
     def log_trial_end(self, trial, failed: bool = False):
+        self.ended.add(trial.trial_id)
         if trial.trial_id in self.best:
             run_id = self._trial_runs[trial]
             checkpoint = Path(self.best[trial.trial_id][1])
