@@ -38,6 +38,11 @@ class DataConfig(BaseModel, extra="forbid"):
     format: Literal["auto", "jsonl", "json", "parquet", "csv", "hf_disk", "hf_hub"] = "auto"
     split: str = "train"  # the split of an hf_hub dataset
     # Source column name -> pipeline column name; difficulty/topic/language are read only if mapped.
+    # JSON files whose first record has OpenAI's "messages" ({role, content}) or ShareGPT's
+    # "conversations" ({from, value}) and no instruction field hold chat records (chat_records):
+    # the user turn is the instruction, the assistant turn the output, the system turn the system
+    # column. Only single-turn conversations are read: a multi-turn one is a bad row (on_bad_row):
+    # split it into single-turn records, or skip such records.
     columns: dict[str, TargetColumn] = {}
     # error: a malformed row stops the run, naming file and line; skip: it is counted and dropped.
     on_bad_row: Literal["error", "skip"] = "error"

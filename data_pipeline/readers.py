@@ -1,8 +1,8 @@
 """Read instruction data (JSONL, a JSON array, CSV, Parquet, `datasets.save_to_disk`, a Hugging
 Face Hub dataset) into a Ray Dataset.
 
-Columns follow ``data_pipeline.schema``: instruction, input, output, the mapped
-metadata columns and, with ``on_bad_row: skip``, the ``bad_row`` flag.
+Columns follow ``data_pipeline.schema``: instruction, input, output, system (from chat
+records only), the mapped metadata columns and, with ``on_bad_row: skip``, the ``bad_row`` flag.
 """
 
 import math
@@ -12,17 +12,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray.data
+from ray.data.datasource import FileBasedDatasource
 
+from data_pipeline.chat_records import is_chat_record
 from data_pipeline.config import DataConfig
 from data_pipeline.json_array import starts_json_array
 from data_pipeline.ray_data_context import pipeline_data_context, read_parquet
 from data_pipeline.schema import BAD_ROW_COLUMN, ColumnMapping
 from data_pipeline.text import TEXT_COLUMNS
-from data_pipeline.text_sources import CsvInstructionSource, JsonArrayInstructionSource, JsonlInstructionSource
+from data_pipeline.text_sources import (
+    CsvInstructionSource,
+    JsonArrayInstructionSource,
+    JsonlInstructionSource,
+    first_json_record,
+)
 
 _HF_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 _SUFFIXES = {"jsonl": (".jsonl", ".json"), "json": (".json",), "csv": (".csv",), "parquet": (".parquet",)}
-_TEXT_SOURCES = {"jsonl": JsonlInstructionSource, "json": JsonArrayInstructionSource, "csv": CsvInstructionSource}
+_JSON_SOURCES = {"jsonl": JsonlInstructionSource, "json": JsonArrayInstructionSource}
 # .json: a JSON array or JSON Lines, told apart by their content (``_json_format``).
 _INFERRED = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_null)
@@ -50,14 +57,21 @@ def _read(config: DataConfig) -> ray.data.Dataset:
             f"data path {config.path} does not exist (for a Hugging Face Hub dataset id, set format: hf_hub)"
         )
     fmt = _resolve_format(config.path, config.format)
-    if fmt in _TEXT_SOURCES:
+    if fmt in ("jsonl", "json", "csv"):
         files = _data_files(config.path, _SUFFIXES[fmt])
         blocks = _block_count(sum(Path(file).stat().st_size for file in files))
-        return ray.data.read_datasource(_TEXT_SOURCES[fmt](files, mapping=mapping, skip_bad_rows=skip),
-                                        override_num_blocks=blocks)
+        return ray.data.read_datasource(_text_source(fmt, files, mapping, skip), override_num_blocks=blocks)
     if fmt == "parquet":
         return _read_parquet(config.path, mapping, skip)
     return _read_hf_disk(config.path, mapping, skip)
+
+
+def _text_source(fmt: str, files: list[str], mapping: ColumnMapping, skip: bool) -> FileBasedDatasource:
+    """The source of CSV or JSON files; JSON files hold chat records if the first file's first record is one."""
+    if fmt == "csv":
+        return CsvInstructionSource(files, mapping=mapping, skip_bad_rows=skip)
+    chat = is_chat_record(first_json_record(files[0], fmt), mapping)
+    return _JSON_SOURCES[fmt](files, mapping=mapping, skip_bad_rows=skip, chat=chat)
 
 
 def _block_count(size_bytes: int) -> int:

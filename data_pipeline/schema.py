@@ -22,7 +22,8 @@ from data_pipeline.text import TEXT_COLUMNS
 METADATA_COLUMNS = ("difficulty", "topic", "language")
 SYSTEM_COLUMN = "system"
 BAD_ROW_COLUMN = "bad_row"
-_TYPE_NAMES = {type(None): "null", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
+_TYPE_NAMES = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "array",
+               dict: "object"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ class ColumnMapping:
         inverse = {target: source for source, target in columns.items()}
         sources = {target: inverse.get(target, target) for target in TEXT_COLUMNS}
         return cls(sources | {target: inverse[target] for target in METADATA_COLUMNS if target in inverse})
+
+    def with_system(self) -> "ColumnMapping":
+        """This mapping and, after the text columns, the ``system`` column (filled from chat records' system turn)."""
+        text = {target: self.sources[target] for target in TEXT_COLUMNS}
+        metadata = {target: self.sources[target] for target in self.metadata}
+        return ColumnMapping(text | {SYSTEM_COLUMN: SYSTEM_COLUMN} | metadata)
 
     @property
     def metadata(self) -> list[str]:
@@ -60,7 +67,12 @@ def type_name(value: object) -> str:
 def record_values(record: dict, mapping: ColumnMapping, where: str) -> dict[str, str | None]:
     """A record's target values; a ValueError starting with ``where`` says what is wrong."""
     values = {target: _text_field(record, target, mapping, where) for target in TEXT_COLUMNS}
-    return values | {target: _metadata_field(record, target, mapping, where) for target in mapping.metadata}
+    return values | metadata_values(record, mapping, where)
+
+
+def metadata_values(record: dict, mapping: ColumnMapping, where: str) -> dict[str, str | None]:
+    """A record's mapped metadata values: strings, None where a record has none."""
+    return {target: _metadata_field(record, target, mapping, where) for target in mapping.metadata}
 
 
 def _text_field(record: dict, target: str, mapping: ColumnMapping, where: str) -> str:
@@ -102,7 +114,7 @@ class RowBuffer:
         except ValueError as error:
             if BAD_ROW_COLUMN not in self._columns:
                 raise
-            values = {target: "" for target in TEXT_COLUMNS} | {BAD_ROW_COLUMN: str(error)}
+            values = {target: "" for target in (*TEXT_COLUMNS, SYSTEM_COLUMN)} | {BAD_ROW_COLUMN: str(error)}
         for column, values_so_far in self._columns.items():
             values_so_far.append(values.get(column))
 

@@ -4,7 +4,8 @@ file and line (and, in a JSON array, record number).
 A JSON Lines file is first read by Arrow's JSON reader; only a file it can't take as it
 stands (a malformed or non-string value, a missing field, anything the stdlib would read
 differently) goes through the line-by-line parser, which names or skips the bad rows. A JSON
-array is parsed as it is read (``json_array``), a table of rows at a time.
+array is parsed as it is read (``json_array``), a table of rows at a time. JSON records are
+either the mapped columns or chat records (``chat_records``), as the first record is.
 """
 
 import codecs
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 from ray.data.datasource import FileBasedDatasource
 
+from data_pipeline.chat_records import chat_record_values
 from data_pipeline.json_array import ArrayElement, array_elements
 from data_pipeline.schema import BAD_ROW_COLUMN, ColumnMapping, RowBuffer, record_values, type_name
 
@@ -27,24 +29,30 @@ _RECORDS_PER_TABLE = 10_000  # of a JSON array, read before the rows are handed 
 _STARTS_AS_ARRAY = re.compile(rb"(\xef\xbb\xbf)?[ \t\r\n]*\[")
 
 
-class JsonlInstructionSource(FileBasedDatasource):
-    """One JSON object per line; blank lines are ignored."""
+class _JsonSource(FileBasedDatasource):
+    """JSON records: the mapped columns or, with ``chat``, chat records and their system column."""
 
-    def __init__(self, paths: list[str], *, mapping: ColumnMapping, skip_bad_rows: bool):
+    def __init__(self, paths: list[str], *, mapping: ColumnMapping, skip_bad_rows: bool, chat: bool = False):
         super().__init__(paths, file_extensions=None)
-        self._mapping = mapping
+        self._mapping = mapping.with_system() if chat else mapping
         self._skip_bad_rows = skip_bad_rows
+        self._chat = chat
+
+
+class JsonlInstructionSource(_JsonSource):
+    """One JSON object per line; blank lines are ignored."""
 
     def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
         data = f.readall()
         if _STARTS_AS_ARRAY.match(data):
             raise ValueError(f"{path}: a JSON array, not JSON Lines (one object per line); set format: json, or auto")
-        table = arrow_jsonl_table(data, self._mapping, self._skip_bad_rows)
+        table = None if self._chat else arrow_jsonl_table(data, self._mapping, self._skip_bad_rows)
         if table is None:
             rows = RowBuffer(self._mapping, self._skip_bad_rows)
             for line_number, raw in enumerate(data.splitlines(), start=1):
                 if raw.strip():
-                    rows.add(partial(parse_jsonl_line, raw, self._mapping, f"{path} line {line_number}"))
+                    where = f"{path} line {line_number}"
+                    rows.add(partial(parse_jsonl_line, raw, self._mapping, where, self._chat))
             table = rows.table()
         yield table
 
@@ -76,7 +84,7 @@ def arrow_jsonl_table(data: bytes, mapping: ColumnMapping, skip_bad_rows: bool) 
     return pa.table(columns)
 
 
-def parse_jsonl_line(raw: bytes, mapping: ColumnMapping, where: str) -> dict[str, str | None]:
+def parse_jsonl_line(raw: bytes, mapping: ColumnMapping, where: str, chat: bool = False) -> dict[str, str | None]:
     """Validate one JSONL line; errors start with ``where`` (file and line number)."""
     try:
         record = json.loads(raw.decode("utf-8"))
@@ -84,39 +92,48 @@ def parse_jsonl_line(raw: bytes, mapping: ColumnMapping, where: str) -> dict[str
         raise ValueError(f"{where}: not valid UTF-8") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
-    return json_record_values(record, mapping, where)
+    return json_record_values(record, mapping, where, chat)
 
 
-class JsonArrayInstructionSource(FileBasedDatasource):
+class JsonArrayInstructionSource(_JsonSource):
     """One JSON array of objects per file, pretty-printed or not."""
-
-    def __init__(self, paths: list[str], *, mapping: ColumnMapping, skip_bad_rows: bool):
-        super().__init__(paths, file_extensions=None)
-        self._mapping = mapping
-        self._skip_bad_rows = skip_bad_rows
 
     def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
         rows = RowBuffer(self._mapping, self._skip_bad_rows)
         for element in array_elements(f, path):
             where = f"{path} record {element.number} (line {element.line})"
-            rows.add(partial(_array_element_values, element, self._mapping, where))
+            rows.add(partial(_array_element_values, element, self._mapping, where, self._chat))
             if len(rows) == _RECORDS_PER_TABLE:
                 yield rows.table()
                 rows = RowBuffer(self._mapping, self._skip_bad_rows)
         yield rows.table()
 
 
-def _array_element_values(element: ArrayElement, mapping: ColumnMapping, where: str) -> dict[str, str | None]:
+def _array_element_values(element: ArrayElement, mapping: ColumnMapping, where: str,
+                          chat: bool) -> dict[str, str | None]:
     if element.problem is not None:
         raise ValueError(f"{where}: {element.problem}")
-    return json_record_values(element.value, mapping, where)
+    return json_record_values(element.value, mapping, where, chat)
 
 
-def json_record_values(record: object, mapping: ColumnMapping, where: str) -> dict[str, str | None]:
+def json_record_values(record: object, mapping: ColumnMapping, where: str, chat: bool) -> dict[str, str | None]:
     """A decoded JSON record's target values; errors start with ``where``."""
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type_name(record)}")
-    return record_values(record, mapping, where)
+    return chat_record_values(record, mapping, where) if chat else record_values(record, mapping, where)
+
+
+def first_json_record(path: str, fmt: str) -> object:
+    """The first record of a JSON Lines (``fmt`` jsonl) or JSON array (json) file; None if it
+    has none or it is not valid JSON."""
+    with open(path, "rb") as f:
+        if fmt == "json":
+            return next(array_elements(f, path), ArrayElement(0, 0)).value
+        line = next((raw for raw in f if raw.strip()), b"null")
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 class CsvInstructionSource(FileBasedDatasource):
