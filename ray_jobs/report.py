@@ -3,15 +3,23 @@
     python -m ray_jobs.report EXPERIMENT [--tracking-uri URI] [--out DIR] [--reference CONDITION]
 
 Reads the evaluation runs the study runner logged (tag ``run_kind=evaluation``, tags ``condition``,
-``benchmark``, ``model``, optional ``checkpoint_step``; each with a ``per_problem.json`` artifact),
-and writes DIR/report.html (default ``outputs/reports/EXPERIMENT/``): pass@1 per condition and
-benchmark with bootstrap CIs, paired comparisons against a reference condition, plots of the swept
-parameters, checkpoint curves, failure categories and difficulty, and the problems the conditions
-disagree on. Figures are embedded as base64 PNGs, so the file opens offline and can be mailed. The
-same file is logged as the artifact of a run tagged ``run_kind=report`` in the experiment.
+``benchmark``, ``model``, optional ``checkpoint_step`` and ``candidate_of``; each with a
+``per_problem.json`` artifact), and writes DIR/report.html (default
+``outputs/reports/EXPERIMENT/``): pass@1 per condition and benchmark with bootstrap CIs, paired
+comparisons against a reference condition, plots of the swept parameters, checkpoint curves, failure
+categories and difficulty, and the problems the conditions disagree on. Figures are embedded as
+base64 PNGs, so the file opens offline and can be mailed. The same file is logged as the artifact of
+a run tagged ``run_kind=report`` in the experiment.
 
 Runs of one condition and benchmark with different ``seed`` params are averaged per problem before
 any statistic is computed; a run with a ``checkpoint_step`` tag only feeds the checkpoint curves.
+
+The report states how each result was obtained (the params ``tune.study_runner`` logs): where
+shots, checkpoints and search trials were chosen (``selection_mode``, ``chosen_on``, the split of a
+benchmark into a selection and a held-out part), the training data's content hash and the sandbox
+isolation. A condition chosen on the very problems it is reported on (``selection.mode: on_test``)
+is labelled so, and compared with the reference by a selection-aware test over the candidates it
+was chosen among (its checkpoint runs, or the runs tagged ``candidate_of`` it), not a plain one.
 
 The module reads top-down: load the runs, build tidy frames, compute the tables, draw the
 figures, render the HTML, write and log it.
@@ -39,7 +47,8 @@ from matplotlib.figure import Figure
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from eval.significance import PairedComparison, bootstrap_ci, compare_paired, holm_adjust
+from eval.significance import (PairedComparison, SelectionAwareResult, bootstrap_ci, compare_paired, holm_adjust,
+                               selection_aware_test)
 from tune.tracking import tracking_uri as resolve_tracking_uri
 
 EVALUATION_FILTER = "tags.run_kind = 'evaluation'"
@@ -49,6 +58,9 @@ DEFAULT_OUT_ROOT = Path("outputs/reports")
 # Params of an evaluation run the report reads; any other param is ignored.
 PARAMS = ("method", "shots", "shot_strategy", "chain_of_thought", "lora_rank", "lora_alpha", "learning_rate",
           "train_size", "data_variant", "seed")
+# Params that say how a result was obtained (selection protocol, split, data, sandbox).
+PROVENANCE = ("selection_mode", "selection_benchmarks", "chosen_on", "split_of", "split_part", "split_fraction",
+              "split_seed", "split_stratified_by", "data_content_hash", "sandbox_isolation")
 # Metrics besides pass@1 shown (when logged) in the second table.
 OTHER_METRICS = ("pass_at_5", "bleu", "codebleu", "codebertscore_f1", "judge_score")
 # Params whose effect on pass@1 gets a plot, when conditions differ in them.
@@ -58,6 +70,8 @@ ALL_PASSED = "all samples passed"
 # Failure categories beyond this many (by share) are drawn as one "other" category.
 MAX_FAILURE_CATEGORIES = 8
 CONFIDENCE = 0.95
+# What a result chosen among candidates on the very problems it is reported on is labelled.
+SELECTED_LABEL = "selected on the reported problems"
 
 
 class ReportError(ValueError):
@@ -72,10 +86,10 @@ class ReportError(ValueError):
 class Study:
     """The evaluation runs of one experiment.
 
-    ``runs``: one row per run (run_id, condition, benchmark, model, checkpoint_step, the PARAMS,
-    pass_at_1 and the OTHER_METRICS that were logged). ``problems``: one row per run and problem
-    (run_id, condition, benchmark, checkpoint_step, task_id, n, c, pass_at_1, dominant_failure,
-    difficulty). ``skipped``: runs left out, with the reason.
+    ``runs``: one row per run (run_id, condition, benchmark, model, checkpoint_step, candidate_of,
+    the PARAMS and PROVENANCE, pass_at_1 and the OTHER_METRICS that were logged). ``problems``: one
+    row per run and problem (run_id, condition, benchmark, checkpoint_step, candidate_of, task_id, n,
+    c, pass_at_1, dominant_failure, difficulty). ``skipped``: runs left out, with the reason.
     """
 
     experiment: str
@@ -144,7 +158,8 @@ def run_record(run: Run) -> dict:
         "benchmark": tags.get("benchmark"),
         "model": tags.get("model", ""),
         "checkpoint_step": int(step) if step not in (None, "") else None,
-        **{name: params.get(name) for name in PARAMS},
+        "candidate_of": tags.get("candidate_of"),
+        **{name: params.get(name) for name in (*PARAMS, *PROVENANCE)},
         **{name: metrics[name] for name in ("pass_at_1", *OTHER_METRICS) if name in metrics},
     }
 
@@ -172,7 +187,7 @@ def tidy_problems(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     table["dominant_failure"] = table["dominant_failure"].fillna("").astype(str)
     table["task_id"] = table["task_id"].astype(str)
     table["pass_at_1"] = table["pass_at_1"].astype(float)
-    keys = runs[["run_id", "condition", "benchmark", "checkpoint_step"]]
+    keys = runs[["run_id", "condition", "benchmark", "checkpoint_step", "candidate_of"]]
     columns = ["run_id", "task_id", "n", "c", "pass_at_1", "dominant_failure", "difficulty"]
     return table[columns].merge(keys, on="run_id")
 
@@ -214,9 +229,10 @@ def natural_key(name: str) -> list:
 
 def pass_rate_summary(scores: pd.DataFrame, problems: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per benchmark and condition: mean pass@1 over problems, its bootstrap CI, the number
-    of problems, the pass@1 of each seed's run, and the condition's PARAMS (from its first run)."""
+    of problems, the pass@1 of each seed's run, and the condition's PARAMS and candidate_of (from
+    its first run)."""
     per_run = final_runs(problems).groupby(["benchmark", "condition", "run_id"])["pass_at_1"].mean()
-    params = final_runs(runs).groupby(["benchmark", "condition"])[list(PARAMS)].first()
+    params = final_runs(runs).groupby(["benchmark", "condition"])[[*PARAMS, "candidate_of"]].first()
     rows = []
     for (benchmark, condition), group in scores.groupby(["benchmark", "condition"]):
         low, high = bootstrap_ci(group["pass_at_1"].to_numpy(), confidence=CONFIDENCE)
@@ -227,8 +243,11 @@ def pass_rate_summary(scores: pd.DataFrame, problems: pd.DataFrame, runs: pd.Dat
     return pd.DataFrame(rows)
 
 
-def main_table(summary: pd.DataFrame, conditions: list[str], benchmarks: list[str]) -> list[list]:
-    """Rows of [condition, cell per benchmark]; a cell is (pass@1 [CI] in %, detail) or None."""
+def main_table(summary: pd.DataFrame, conditions: list[str], benchmarks: list[str],
+               selected: set[tuple[str, str]]) -> list[list]:
+    """Rows of [condition, cell per benchmark]; a cell is (pass@1 [CI] in %, detail) or None. The
+    detail says when the result was ``selected`` on the problems it is reported on, and which
+    condition a candidate was chosen for."""
     if summary.empty:  # every benchmark is without tests
         return []
     by_key = summary.set_index(["condition", "benchmark"])
@@ -241,7 +260,10 @@ def main_table(summary: pd.DataFrame, conditions: list[str], benchmarks: list[st
                 continue
             row = by_key.loc[(condition, benchmark)]
             value = f"{100 * row['pass_at_1']:.1f} [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
-            cells.append((value, pass_rate_detail(row["n_problems"], row["seed_pass_at_1"])))
+            detail = [pass_rate_detail(row["n_problems"], row["seed_pass_at_1"])]
+            detail += [SELECTED_LABEL] if (benchmark, condition) in selected else []
+            detail += [f"candidate of {row['candidate_of']}"] if isinstance(row["candidate_of"], str) else []
+            cells.append((value, " · ".join(detail)))
         rows.append([condition, cells])
     return rows
 
@@ -278,42 +300,92 @@ def format_metric(means: pd.DataFrame, condition: str, benchmark: str, metric: s
     return "–" if pd.isna(value) else f"{value:.3f}"
 
 
+def selected_on_reported(runs: pd.DataFrame) -> set[tuple[str, str]]:
+    """(benchmark, condition) of the final results whose condition chose its shots, checkpoint or
+    search trial on that benchmark's own problems (``chosen_on``, as ``selection.mode: on_test``
+    does); the candidates it chose among are not results of their own."""
+    final = final_runs(runs)
+    final = final[final["candidate_of"].isna()].dropna(subset=["chosen_on"])
+    return {(benchmark, condition) for benchmark, condition, chosen_on
+            in final[["benchmark", "condition", "chosen_on"]].itertuples(index=False)
+            if benchmark in chosen_on.split(",")}
+
+
+def candidate_scores(problems: pd.DataFrame, benchmark: str, condition: str) -> pd.DataFrame:
+    """What ``condition`` chose among on ``benchmark``: its checkpoint runs, or the runs tagged
+    ``candidate_of`` it (ICL's k). Per-problem pass@1 averaged over seeds, a column per candidate."""
+    on_benchmark = problems[problems["benchmark"] == benchmark]
+    checkpoints = (on_benchmark["condition"] == condition) & on_benchmark["checkpoint_step"].notna()
+    candidates = on_benchmark[checkpoints | (on_benchmark["candidate_of"] == condition)]
+    name = candidates["checkpoint_step"].map("step {:.0f}".format, na_action="ignore").fillna(candidates["condition"])
+    return candidates.assign(candidate=name).pivot_table(index="task_id", columns="candidate", values="pass_at_1",
+                                                         aggfunc="mean")
+
+
 @dataclass
 class Comparison:
-    """A condition against the reference on one benchmark, with its Holm-adjusted p-value."""
+    """A condition against the reference on one benchmark, with its Holm-adjusted p-value. A
+    condition selected on these problems is ``selected``; its p-value is then the selection-aware
+    one, over the candidates it was chosen among (None when they were not logged as evaluations)."""
 
     benchmark: str
     condition: str
     result: PairedComparison
+    selected: bool = False
+    selection_aware: SelectionAwareResult | None = None
     holm_p_value: float = float("nan")
 
+    @property
+    def p_value(self) -> float:
+        return self.result.p_value if self.selection_aware is None else self.selection_aware.p_value
 
-def paired_comparisons(scores: pd.DataFrame, reference: str, conditions: list[str]) -> list[Comparison]:
-    """Every condition against the reference, per benchmark, on the problems both were scored on;
-    p-values Holm-adjusted across all comparisons in the report."""
+
+def paired_comparisons(scores: pd.DataFrame, problems: pd.DataFrame, reference: str, conditions: list[str],
+                       selected: set[tuple[str, str]]) -> list[Comparison]:
+    """Every condition against the reference, per benchmark, on the problems both were scored on
+    (a candidate of another condition is not compared); p-values Holm-adjusted across all
+    comparisons in the report."""
+    candidates = set(problems.loc[problems["candidate_of"].notna(), "condition"])
     comparisons = []
     for benchmark, on_benchmark in scores.groupby("benchmark"):
         by_condition = on_benchmark.pivot(index="task_id", columns="condition", values="pass_at_1")
         if reference not in by_condition:
             continue
         for condition in conditions:
-            if condition == reference or condition not in by_condition:
+            if condition == reference or condition not in by_condition or condition in candidates:
                 continue
             shared = by_condition[[reference, condition]].dropna()
-            if not shared.empty:
-                result = compare_paired(shared[reference].to_numpy(), shared[condition].to_numpy(),
-                                        confidence=CONFIDENCE)
-                comparisons.append(Comparison(benchmark, condition, result))
-    for comparison, adjusted in zip(comparisons, holm_adjust([c.result.p_value for c in comparisons])):
+            if shared.empty:
+                continue
+            result = compare_paired(shared[reference].to_numpy(), shared[condition].to_numpy(), confidence=CONFIDENCE)
+            comparison = Comparison(benchmark, condition, result, selected=(benchmark, condition) in selected)
+            if comparison.selected:
+                comparison.selection_aware = selection_aware_comparison(
+                    candidate_scores(problems, benchmark, condition), shared[reference])
+            comparisons.append(comparison)
+    for comparison, adjusted in zip(comparisons, holm_adjust([c.p_value for c in comparisons])):
         comparison.holm_p_value = adjusted
     return comparisons
 
 
+def selection_aware_comparison(candidates: pd.DataFrame, reference: pd.Series) -> SelectionAwareResult | None:
+    """The best of the candidates against the reference, on the problems all of them were scored on."""
+    if candidates.empty:
+        return None
+    shared = candidates.join(reference.rename("reference"), how="inner").dropna()
+    if shared.empty:
+        return None
+    return selection_aware_test(shared[candidates.columns].T.to_numpy(), shared["reference"].to_numpy())
+
+
 def comparison_row(comparison: Comparison) -> dict:
     """A comparison's table cells as text, and whether it is too small to tell the conditions apart."""
-    result = comparison.result
+    result, selection_aware = comparison.result, comparison.selection_aware
     low, high = result.ci
-    if result.too_small_to_tell:
+    if comparison.selected and selection_aware is None:
+        reading = (f"{SELECTED_LABEL}; its candidates were not logged as evaluations, so this p-value does "
+                   "not account for the choice")
+    elif result.too_small_to_tell:
         reading = (f"a difference under {100 * result.minimum_detectable_difference:.1f} pts would not "
                    f"likely show on {result.n_problems} problems")
     elif comparison.holm_p_value < 1 - CONFIDENCE:
@@ -321,15 +393,63 @@ def comparison_row(comparison: Comparison) -> dict:
     else:
         reading = (f"no difference detected; {100 * result.minimum_detectable_difference:.1f} pts "
                    f"would likely have shown")
+    if selection_aware is not None:
+        reading = f"{SELECTED_LABEL}: {reading}"
+        test = f"selection-aware (best of {selection_aware.n_candidates})"
+    else:
+        test = "McNemar" if result.test == "mcnemar" else "paired permutation"
     return {
         "condition": comparison.condition, "n": result.n_problems,
         "reference": f"{100 * result.mean_a:.1f}", "candidate": f"{100 * result.mean_b:.1f}",
         "difference": f"{100 * result.difference:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]",
-        "test": "McNemar" if result.test == "mcnemar" else "paired permutation",
-        "p": format_p(result.p_value), "holm_p": format_p(comparison.holm_p_value),
+        "test": test, "p": format_p(comparison.p_value), "holm_p": format_p(comparison.holm_p_value),
         "effect": f"{result.effect_size:.2f} ({result.effect_size_measure})",
-        "too_small": result.too_small_to_tell, "reading": reading, "summary": result.summary(),
+        "too_small": result.too_small_to_tell, "reading": reading,
+        "summary": (selection_aware or result).summary(),
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# Provenance: how the results were obtained
+# ----------------------------------------------------------------------------------------------
+
+PROTOCOL = ["selection_mode", "selection_benchmarks", "split_of", "split_fraction", "split_seed"]
+
+
+def selection_statements(runs: pd.DataFrame, problems: pd.DataFrame) -> list[str]:
+    """One sentence per selection protocol the final runs recorded: where shots, checkpoints and
+    search trials were chosen, and on which problems the results are reported."""
+    final = final_runs(runs)
+    counts = problems.groupby("benchmark")["task_id"].nunique()
+    statements = []
+    for protocol, group in final.groupby(PROTOCOL, dropna=False):
+        mode, chooser, split_of, fraction, seed = (None if pd.isna(value) else value for value in protocol)
+        if mode is None:
+            statements.append("These runs do not record where their shots, checkpoints or search trials were "
+                              "chosen (they were logged before studies recorded it).")
+        elif mode == "on_test":
+            statements.append(f"Chosen on the reported problems (selection.mode: on_test): shots, checkpoints and "
+                              f"search trials were chosen on {chooser}, the very problems they are reported on; "
+                              f"those results are marked \u201c{SELECTED_LABEL}\u201d.")
+        elif split_of is not None:
+            stratified_by = group["split_stratified_by"].dropna()
+            strata = f", stratified by {stratified_by.iloc[0]}" if not stratified_by.empty else ""
+            statements.append(f"Held out: shots, checkpoints and search trials were chosen on {chooser} "
+                              f"({counts.get(chooser, 0)} problems of {split_of}, split with seed {seed}, fraction "
+                              f"{fraction}{strata}); {split_of} is reported on its {counts.get(split_of, 0)} "
+                              "other problems only.")
+        elif chooser == "none":
+            statements.append("Nothing was chosen by pass@1: every result is of a fixed condition.")
+        else:
+            statements.append(f"Held out: shots, checkpoints and search trials were chosen on {chooser}; "
+                              "the test benchmarks are reported on all their problems.")
+    return statements
+
+
+def recorded_values(runs: pd.DataFrame, param: str) -> str:
+    """The distinct values of ``param`` among the final runs, or "not recorded"."""
+    values = sorted(set(final_runs(runs)[param].dropna()))
+    return ", ".join(values) or "not recorded"
 
 
 def format_p(p_value: float) -> str:
@@ -498,8 +618,9 @@ def draw_figures(study: Study, scores: pd.DataFrame, summary: pd.DataFrame,
     drawn = [(f"pass@1 against {param}", f"Conditions that differ in {param}; error bars are {CONFIDENCE:.0%} "
               f"bootstrap CIs over problems.", sweep_figure(summary, param)) for param in SWEPT_PARAMS]
     drawn += [
-        ("Checkpoint curves", "pass@1 of intermediate checkpoints; the dotted line is the condition's final, "
-         "selected result.", checkpoint_figure(study.problems, summary)),
+        ("Checkpoint curves", "pass@1 of intermediate checkpoints on the problems they were chosen on; a dotted "
+         "line is the condition's final result on the same problems (none where it is reported on held-out ones).",
+         checkpoint_figure(study.problems, summary)),
         ("Failure categories", "Each problem's most common non-passing sandbox verdict (final runs).",
          failure_figure(study.problems, conditions)),
         ("Pass rate by difficulty", "Mean pass@1 per difficulty level.", difficulty_figure(scores, conditions)),
@@ -542,6 +663,8 @@ TEMPLATE = """<!DOCTYPE html>
   {% if without_tests %}<li>Without tests, scored by the other metrics only: {{ without_tests | join(", ") }}</li>
   {% endif %}
   <li>Models: {{ models | join(", ") or "not tagged" }}</li>
+  <li id="selection">Selection: {{ selection | join(" ") }}</li>
+  <li>Training data content hash: {{ data_hash }}; sandbox isolation: {{ isolation }}</li>
   <li>Generated {{ generated }}</li>
   {% if skipped %}<li>Skipped runs: {{ skipped | join("; ") }}</li>{% endif %}
 </ul>
@@ -577,6 +700,12 @@ problem.</p>
 <p class="note">On the problems both conditions were scored on. Difference in percentage points with its paired
 bootstrap CI; McNemar's exact test for 0/1 outcomes, else a paired sign-flip permutation test; Holm-adjusted
 across the {{ n_comparisons }} comparisons in this report.</p>
+{% if any_selected %}
+<p class="note" id="selection-aware-note">A result chosen as the best of several candidates on the very problems it
+is reported on looks better than it is (the winner's curse), so rows {{ selected_label }} are tested by a one-sided
+sign-flip test of the best of all their candidates (checkpoints, or shot counts) against {{ reference }}, which
+accounts for that choice, instead of a plain paired test.</p>
+{% endif %}
 {% for benchmark, rows in comparisons.items() %}
 <h3>{{ benchmark }}</h3>
 <table class="comparison-table">
@@ -633,7 +762,8 @@ def render_report(study: Study, reference: str | None = None) -> str:
     benchmarks = scores.groupby("benchmark")["task_id"].nunique().to_dict()
     summary = pass_rate_summary(scores, study.problems, study.runs)
     comparisons: dict[str, list[dict]] = {}
-    all_comparisons = paired_comparisons(scores, reference, conditions)
+    selected = selected_on_reported(study.runs)
+    all_comparisons = paired_comparisons(scores, study.problems, reference, conditions, selected)
     for comparison in all_comparisons:
         comparisons.setdefault(comparison.benchmark, []).append(comparison_row(comparison))
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
@@ -642,8 +772,12 @@ def render_report(study: Study, reference: str | None = None) -> str:
         without_tests=sorted(set(final_runs(study.runs)["benchmark"]) - set(benchmarks)),
         confidence=f"{CONFIDENCE:.0%}",
         models=sorted(set(study.runs["model"]) - {""}),
+        selection=selection_statements(study.runs, study.problems), selected_label=f"\u201c{SELECTED_LABEL}\u201d",
+        any_selected=any(c.selected for c in all_comparisons),
+        data_hash=recorded_values(study.runs, "data_content_hash"),
+        isolation=recorded_values(study.runs, "sandbox_isolation"),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), skipped=study.skipped,
-        main_rows=main_table(summary, conditions, list(benchmarks)),
+        main_rows=main_table(summary, conditions, list(benchmarks), selected),
         metrics=other_metrics_table(study.runs, conditions),
         comparisons=comparisons, n_comparisons=len(all_comparisons),
         figures=draw_figures(study, scores, summary, conditions) if not scores.empty else [],

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from mlflow.entities import Metric, Param
 
-from eval.significance import bootstrap_ci
+from eval.significance import bootstrap_ci, compare_paired, selection_aware_test
 from ray_jobs.report import ReportError, main, write_report
 
 EXPERIMENT = "study <&> 1"
@@ -161,6 +161,104 @@ def tracking_uri(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def report(tracking_uri, tmp_path_factory) -> Path:
     return write_report(EXPERIMENT, str(tmp_path_factory.mktemp("report")), tracking_uri=tracking_uri)
+
+
+# Two studies as tune.study_runner logs them. Held out: test's 30 held-out problems are reported,
+# the lora checkpoints were chosen on its 10 other ones (test-selection). On test, the issue's case:
+# lora's checkpoints scored 11, 23, 15 and 18 of the 60 reported problems, step 60 was kept for it,
+# and icl chose between 0 and 1 shots on them too.
+PROVENANCE = {"data_content_hash": "abc123", "sandbox_isolation": "namespaces"}
+HELD_OUT = {"selection_mode": "held_out", "selection_benchmarks": "test-selection", "split_of": "test",
+            "split_fraction": "0.25", "split_seed": "0", "split_stratified_by": "family", **PROVENANCE}
+ON_TEST = {"selection_mode": "on_test", "selection_benchmarks": "test", **PROVENANCE}
+BASE_SOLVED, ON_TEST_PROBLEMS = range(13), 60
+CHECKPOINT_SOLVED = {30: [*range(6), *range(30, 35)], 60: [*range(10), *range(13, 26)],
+                     90: [*range(5), *range(40, 50)], 120: [*range(8), *range(50, 60)]}
+ICL_SOLVED = {"icl-0shot": range(12), "icl-1shot": range(16)}
+
+
+def _rows(task_ids: list[str], solved) -> list[dict]:
+    solved = {task_ids[i] for i in solved}
+    return [{"task_id": t, "n": 1, "c": int(t in solved), "pass_at_1": float(t in solved)} for t in task_ids]
+
+
+def _scores(solved) -> np.ndarray:
+    """Per-problem scores in task id order, as the report aligns them (the Monte Carlo p depends on it)."""
+    order = sorted(range(ON_TEST_PROBLEMS), key=lambda i: f"T/{i}")
+    return np.array([float(i in set(solved)) for i in order])
+
+
+@pytest.fixture(scope="module")
+def selection_reports(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("selection")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+
+    def log(experiment_id, condition, benchmark, params, rows, **tags):
+        _log_run(client, experiment_id, {"run_kind": "evaluation", "condition": condition, "benchmark": benchmark,
+                                         "model": "tiny", **tags}, {**params, "seed": "0"}, rows)
+
+    held_out = client.create_experiment("held out", artifact_location=(root / "held").as_uri())
+    reported, selection = [f"T/{i}" for i in range(30)], [f"T/{i}" for i in range(30, 40)]
+    log(held_out, "base", "test", {**HELD_OUT, "chosen_on": "nothing", "split_part": "held_out"},
+        _rows(reported, range(6)))
+    log(held_out, "lora", "test", {**HELD_OUT, "chosen_on": "test-selection", "split_part": "held_out"},
+        _rows(reported, range(12)))
+    for step, solved in ((30, range(2)), (60, range(5))):
+        log(held_out, "lora", "test-selection", {**HELD_OUT, "chosen_on": "test-selection", "split_part": "selection"},
+            _rows(selection, solved), checkpoint_step=str(step))
+
+    on_test = client.create_experiment("on test", artifact_location=(root / "on").as_uri())
+    problems = [f"T/{i}" for i in range(ON_TEST_PROBLEMS)]
+    log(on_test, "base", "test", {**ON_TEST, "chosen_on": "nothing"}, _rows(problems, BASE_SOLVED))
+    log(on_test, "lora", "test", {**ON_TEST, "chosen_on": "test"}, _rows(problems, CHECKPOINT_SOLVED[60]))
+    for step, solved in CHECKPOINT_SOLVED.items():
+        log(on_test, "lora", "test", {**ON_TEST, "chosen_on": "test"}, _rows(problems, solved),
+            checkpoint_step=str(step))
+    for candidate, solved in ICL_SOLVED.items():
+        log(on_test, candidate, "test", {**ON_TEST, "chosen_on": "test"}, _rows(problems, solved), candidate_of="icl")
+    log(on_test, "icl", "test", {**ON_TEST, "chosen_on": "test"}, _rows(problems, ICL_SOLVED["icl-1shot"]))
+    return {name: write_report(name, str(root / name), tracking_uri=uri).read_text()
+            for name in ("held out", "on test")}
+
+
+def _comparisons(html: str) -> dict[str, list[str]]:
+    table = next(t for t in _tables(html) if t["attrs"].get("class") == "comparison-table")
+    return {row["cells"][0]: row["cells"] for row in table["rows"][1:]}
+
+
+def test_a_held_out_study_reports_the_held_out_problems_and_says_where_it_chose(selection_reports):
+    html = selection_reports["held out"]
+    main_rows = {row[0]: row[1:] for row in _table(_tables(html), id="main-table")}
+    assert main_rows["condition"] == ["test"]  # the selection part has checkpoint runs only
+    assert all("n=30" in cells[0] for name, cells in main_rows.items() if name != "condition")
+    assert ("chosen on test-selection (10 problems of test, split with seed 0, fraction 0.25, stratified by "
+            "family); test is reported on its 30 other problems only") in html
+    assert "Training data content hash: abc123; sandbox isolation: namespaces" in html
+    assert "selected on the reported problems" not in html and "selection-aware" not in html
+    assert _comparisons(html)["lora"][5] == "McNemar"
+
+
+def test_a_result_chosen_on_the_reported_problems_is_labelled_and_tested_for_the_choice(selection_reports):
+    html = selection_reports["on test"]
+    assert "Chosen on the reported problems (selection.mode: on_test)" in html
+    assert "(the winner's curse)" in html  # the one sentence that says why
+    main_rows = {row[0]: row[1] for row in _table(_tables(html), id="main-table")[1:]}
+    assert "selected on the reported problems" in main_rows["lora"] and "selected" not in main_rows["base"]
+    assert "candidate of icl" in main_rows["icl-0shot"] and "selected" not in main_rows["icl-0shot"]
+
+    comparisons = _comparisons(html)
+    assert set(comparisons) == {"lora", "icl"}  # candidates are not compared with the reference themselves
+    base = _scores(BASE_SOLVED)
+    plain = compare_paired(base, _scores(CHECKPOINT_SOLVED[60]))
+    aware = selection_aware_test([_scores(solved) for solved in CHECKPOINT_SOLVED.values()], base)
+    lora = comparisons["lora"]
+    assert lora[4].startswith(f"{100 * plain.difference:+.1f} [")  # the difference itself is as measured
+    assert lora[5] == "selection-aware (best of 4)" and lora[6] == f"{aware.p_value:.3f}"
+    # The choice among 4 costs p-value against testing the kept checkpoint alone (one-sided, as it is).
+    assert aware.p_value > selection_aware_test([_scores(CHECKPOINT_SOLVED[60])], base).p_value
+    assert lora[-1].startswith("selected on the reported problems")
+    assert comparisons["icl"][5] == "selection-aware (best of 2)"
 
 
 def test_main_table_is_the_seed_averaged_per_problem_mean_with_its_bootstrap_ci(report):
