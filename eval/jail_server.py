@@ -291,12 +291,13 @@ def run_python(spec, filename):
 
     ``spec``: ``source``, ``nonce`` and ``mode``: ``function`` (the program is a
     test script: it passes when it runs to its end) or ``stdio`` (the program
-    is a solution reading stdin; ``sys.exit(0)`` is a normal end).
+    is a solution reading stdin; ``sys.exit(0)`` is a normal end). The report
+    is one line: the nonce, the category and the exception's message, if any.
     """
     # Bound before the program runs, so it cannot patch the reporting path.
     write, exit_, nonce, pid = os.write, os._exit, spec["nonce"], os.getpid()
     sys.argv = [filename]
-    category = judge_python(spec["source"], spec["mode"], filename)
+    category, message = judge_python(spec["source"], spec["mode"], filename)
     if os.getpid() != pid:
         exit_(1)  # a process the program forked: only the original one may report
     for stream in (sys.stdout, sys.stderr):
@@ -304,35 +305,53 @@ def run_python(spec, filename):
             stream.flush()
         except BASE_EXCEPTION:
             pass
-    write(3, f"{nonce} {category}\n".encode())
+    write(3, f"{nonce} {category} {message}\n".encode("utf-8", "replace"))
     exit_(0 if category == "completed" else 1)
 
 
 # Bound at start: the program may rebind the builtins the harness would look up.
 SYNTAX_ERRORS = (SyntaxError, ValueError)
-ASSERTION_ERROR, MEMORY_ERROR, SYSTEM_EXIT, BASE_EXCEPTION = (
-    AssertionError, MemoryError, SystemExit, BaseException,
+ASSERTION_ERROR, MEMORY_ERROR, SYSTEM_EXIT, BASE_EXCEPTION, STR = (
+    AssertionError, MemoryError, SystemExit, BaseException, str,
 )
+MESSAGE_CHARS = 300
 
 
 def judge_python(source, mode, filename):
+    """How the program ended: ``(category, message)``."""
     try:
         code = compile(source, filename, "exec")
-    except SYNTAX_ERRORS:
-        return "syntax_error"
+    except SYNTAX_ERRORS as exc:
+        return "syntax_error", message_of(exc)
     try:
         exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
-    except ASSERTION_ERROR:
-        return "failed"
+    except ASSERTION_ERROR as exc:
+        return "failed", message_of(exc)
     except MEMORY_ERROR:
-        return "memory_limit"
+        return "memory_limit", ""
     except SYSTEM_EXIT as exc:
         if mode == "stdio" and exc.code in (None, 0):
-            return "completed"
-        return "error:SystemExit"
+            return "completed", ""
+        return "error:SystemExit", ""
     except BASE_EXCEPTION as exc:
-        return "error:" + type(exc).__name__
-    return "completed"
+        return error_category(exc), message_of(exc)
+    return "completed", ""
+
+
+def error_category(exc):
+    """``error:<Type>``, built so that a program's own type name cannot become another verdict:
+    the name may be a str subclass whose ``__radd__`` answers "completed"."""
+    name = type(exc).__name__
+    return STR.__add__("error:", name if STR.isidentifier(name) else "UnnamedException")
+
+
+def message_of(exc):
+    """The exception's message on one line, at most ``MESSAGE_CHARS`` long; "" if it has none it can give."""
+    try:
+        # str.split and str.join from the type, not the object: __str__ may return a str subclass.
+        return " ".join(STR.split(STR(exc)))[:MESSAGE_CHARS]
+    except BASE_EXCEPTION:
+        return ""
 
 
 def watch(pid, step, deadline, stdin_w, stdout_r, stderr_r, report_r):

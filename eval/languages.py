@@ -108,37 +108,39 @@ def function_program(language: str, prompt: str, completion: str, test: str, ent
     raise ValueError(f"unsupported language {language!r}")
 
 
-# The exception a Java or JavaScript program died of, from its stderr.
+# The exception a Java or JavaScript program died of, and its message, from its stderr.
 _THROWN = {
-    "java": re.compile(r"Exception in thread \"main\" (?:[\w$]+\.)*([\w$]+)"),
-    "js": re.compile(r"^(?:Uncaught )?(\w*Error)\b", re.MULTILINE),
+    "java": re.compile(r"Exception in thread \"main\" (?:[\w$]+\.)*([\w$]+)(?::[ \t]*(.*))?"),
+    "js": re.compile(r"^(?:Uncaught )?(\w*Error)\b(?:[^:\n]*:[ \t]*(.*))?", re.MULTILINE),
 }
 _THROWN_CATEGORIES = {
     "AssertionError": "failed", "OutOfMemoryError": "memory_limit", "SyntaxError": "syntax_error",
 }
 
 
-def failure_category(language: str, stderr: str, exit_code: int) -> str:
-    """Why a non-Python program that did not finish its tests failed, from its stderr and status."""
+def failure(language: str, stderr: str, exit_code: int) -> tuple[str, str]:
+    """Why a non-Python program that did not finish its tests failed, from its stderr and
+    status: the category and the exception's message ("" when there is none)."""
     if language == "cpp":
         return _cpp_failure(stderr, exit_code)
     if "JavaScript heap out of memory" in stderr:
-        return "memory_limit"
+        return "memory_limit", ""
     thrown = _THROWN[language].search(stderr)
     if thrown is None:
-        return _status_category(exit_code)
-    return _THROWN_CATEGORIES.get(thrown.group(1), f"error:{thrown.group(1)}")
+        return _status_category(exit_code), ""
+    name, message = thrown.group(1), (thrown.group(2) or "").strip()
+    return _THROWN_CATEGORIES.get(name, f"error:{name}"), message
 
 
-def _cpp_failure(stderr: str, exit_code: int) -> str:
+def _cpp_failure(stderr: str, exit_code: int) -> tuple[str, str]:
     if "Assertion" in stderr and "failed" in stderr:
-        return "failed"
+        return "failed", next(line for line in stderr.splitlines() if "Assertion" in line).strip()
     if "std::bad_alloc" in stderr:
-        return "memory_limit"
-    thrown = re.search(r"terminate called after throwing an instance of '([^']+)'", stderr)
+        return "memory_limit", ""
+    thrown = re.search(r"terminate called after throwing an instance of '([^']+)'(?:\s+what\(\):\s*(.*))?", stderr)
     if thrown:
-        return f"error:{thrown.group(1)}"
-    return _status_category(exit_code)
+        return f"error:{thrown.group(1)}", (thrown.group(2) or "").strip()
+    return _status_category(exit_code), ""
 
 
 def _status_category(exit_code: int) -> str:

