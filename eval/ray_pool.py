@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import ray
 
-from eval.jail import JailPool, JailSettings
+from eval.jail import ISOLATION_LEVELS, JailPool, JailSettings
 from eval.pool import Job, JudgePool
 from eval.sandbox import SandboxLimits, Verdict, check_completion
 
@@ -29,6 +29,9 @@ class SandboxWorker:
         self._limits = limits
         self._jails = JailPool(settings)
         self._executor = ThreadPoolExecutor(max_workers=threads)
+
+    def isolation(self) -> str:
+        return self._jails.isolation
 
     def check_batch(self, jobs: list[Job]) -> list[Verdict]:
         return list(self._executor.map(self._check, jobs))
@@ -71,6 +74,14 @@ class SandboxPool(JudgePool):
         self._workers = [
             worker.remote(limits, threads_per_worker, settings) for _ in range(num_workers)
         ]
+
+    @property
+    def isolation(self) -> str:
+        """The weakest isolation level among the actors (their nodes may differ)."""
+        if not self._workers:
+            raise RuntimeError("this SandboxPool is closed")
+        levels = ray.get([worker.isolation.remote() for worker in self._workers])
+        return min(levels, key=list(ISOLATION_LEVELS).index)
 
     def iter_check(self, jobs: list[Job]) -> Iterator[tuple[int, Verdict]]:
         if not self._workers:

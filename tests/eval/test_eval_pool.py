@@ -1,3 +1,4 @@
+from eval.jail import ISOLATION_LEVELS
 from eval.pool import LocalSandboxPool
 from eval.sandbox import SandboxLimits
 
@@ -18,3 +19,4 @@ def test_local_pool_returns_verdicts_in_job_order_and_streams_them(toy_problems)
     assert sorted(arrival) == list(range(len(jobs)))
     assert arrival != sorted(arrival)  # the first job times out: later ones arrive before it
     assert [v.result for v in verdicts] == list(COMPLETIONS.values()) * 3
+    assert {v.isolation for v in verdicts} == {pool.isolation} <= set(ISOLATION_LEVELS)

@@ -2,6 +2,7 @@ import pytest
 import ray
 
 import eval.ray_pool
+from eval.jail import JailPool
 from eval.ray_pool import SandboxPool
 from eval.sandbox import SandboxLimits
 
@@ -29,6 +30,7 @@ def test_verdicts_come_back_in_job_order(pool, toy_problems):
     verdicts = pool.check(jobs, progress=False)
 
     assert [v.result for v in verdicts] == [COMPLETIONS[c] for c in completions]
+    assert {v.isolation for v in verdicts} == {pool.isolation} == {JailPool().isolation}
 
 
 @pytest.mark.slow
