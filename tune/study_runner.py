@@ -115,6 +115,7 @@ class StudyRunner:
     client: mlflow.MlflowClient
     experiment_id: str
     protocol: dict[str, str]  # how choices were made, as every evaluation run records it
+    isolation: str  # what the sandbox pool's programs run under, a key of eval.jail.ISOLATION_LEVELS
     finished: dict[str, float] = field(default_factory=dict)  # eval_key -> pass@1 of finished runs
     tokenized_splits: dict[str, TokenizedSplits] = field(default_factory=dict)  # by model
     equal_size_cache: dict[tuple, EqualSizeSubsets] = field(default_factory=dict)  # by model, size, seed
@@ -123,7 +124,8 @@ class StudyRunner:
     def start(cls, spec: StudySpec, pool: SandboxPool, tracking_uri: str) -> "StudyRunner":
         mlflow.set_tracking_uri(tracking_uri)
         experiment_id = mlflow.set_experiment(spec.study).experiment_id
-        runner = cls(spec, pool, mlflow.MlflowClient(tracking_uri), experiment_id, selection_protocol(spec))
+        runner = cls(spec, pool, mlflow.MlflowClient(tracking_uri), experiment_id, selection_protocol(spec),
+                     pool.isolation)
         runs = finished_evaluation_runs(runner.client, experiment_id)
         check_same_protocol(runs, runner.protocol, spec.study)
         runner.finished = {run.data.tags["eval_key"]: run.data.metrics.get("pass_at_1", math.nan) for run in runs}
@@ -403,7 +405,7 @@ class StudyRunner:
         the sandbox's isolation and, on a part of a split benchmark, the split."""
         tags = {"run_kind": EVALUATION, "condition": condition, "benchmark": benchmark, "model": world.name,
                 "eval_key": key, **(tags or {})}
-        provenance = {"data_content_hash": world.data.content_hash, "sandbox_isolation": sandbox_isolation(self.pool)}
+        provenance = {"data_content_hash": world.data.content_hash, "sandbox_isolation": self.isolation}
         split_part = self.split_part(world, benchmark)
         if split_part is not None:
             artifacts = {**(artifacts or {}), PROBLEM_SPLIT: {"benchmark": self.spec.split_benchmark.name,
@@ -471,12 +473,6 @@ def selection_protocol(spec: StudySpec) -> dict[str, str]:
         protocol |= {"split_of": spec.split_benchmark.name, "split_fraction": str(spec.selection.fraction),
                      "split_seed": str(spec.selection.seed)}
     return protocol
-
-
-def sandbox_isolation(pool: SandboxPool) -> str:
-    """The isolation the pool's sandboxes run under, as the pool reports it. Hook: until pools
-    expose an ``isolation`` attribute, "unreported"."""
-    return str(getattr(pool, "isolation", "unreported"))
 
 
 def finished_evaluation_runs(client: mlflow.MlflowClient, experiment_id: str) -> list:

@@ -6,8 +6,13 @@ The experiment: five conditions on HumanEval (41 problems, 0/1 outcomes, difficu
 (20 problems, 5 samples each); lora-n1000 has two seeds and checkpoint runs; the lora conditions
 sweep train_size, base and icl-3shot differ in shots; the lora conditions all have lora_rank 16, so
 no lora_rank plot is drawn.
+
+Then how results were chosen: studies logged as the study runner logs them, one choosing on the
+selection part of a split benchmark and one on the reported problems (``selection.mode: on_test``),
+from recorded runs and end to end from ``tune.study_runner`` with faked answers.
 """
 
+import json
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,8 +22,14 @@ import numpy as np
 import pytest
 from mlflow.entities import Metric, Param
 
+from data_pipeline.config import DataConfig
+from data_pipeline.prepare import PreparedData
+from eval.pool import LocalSandboxPool
 from eval.significance import bootstrap_ci, compare_paired, selection_aware_test
 from ray_jobs.report import ReportError, main, write_report
+from tune.study_runner import StudyRunner
+from tune.study_spec import STUDIES_DIR, load_study_spec
+from tune.study_world import ModelWorld, study_benchmarks
 
 EXPERIMENT = "study <&> 1"
 ODD_TASK_ID = "HumanEval/<img src=x onerror=alert(9)>"
@@ -380,3 +391,52 @@ def test_report_renders_in_a_browser(report):
     assert len(widths) == 5 and all(width > 0 for width in widths)
     assert n_tables == 6  # main, other metrics, a comparison and a disagreement table per benchmark
     assert errors == []
+
+
+# The same, end to end from the study runner (answers faked, judged in the real sandbox).
+DOUBLE = {"language": "python", "kind": "function", "entry_point": "double", "canonical_solution": "    return 2 * x\n",
+          "prompt": 'def double(x):\n    """Twice x."""\n', "test": "def check(f):\n    assert f(3) == 6\n"}
+ICL_VS_BASE = "conditions=[{name: base, kind: base}, {name: icl, kind: icl, icl: {shots: [0, 1]}}]"
+
+
+def _runner_report(tmp_path: Path, monkeypatch, selection: str) -> tuple[str, dict]:
+    """A study whose icl condition chooses between 0 and 1 shots (1 shot answers right, on every
+    other problem), run by tune.study_runner on 16 problems of two families, and its report."""
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({**DOUBLE, "task_id": f"t/{i}", "family": "ab"[i % 2]}) + "\n"
+                                for i in range(16)))
+    spec = load_study_spec(STUDIES_DIR / "icl_vs_lora_embedded.yaml", [ICL_VS_BASE, f"selection.mode={selection}",
+                                                                       f"study=runner {selection}"])
+    benchmarks, split = study_benchmarks(spec, str(problems))
+    world = ModelWorld("tiny", "model/dir", DataConfig(), PreparedData("t", "v", {}, "hash"), benchmarks, [], split)
+
+    def answers(self, world, seed, evaluations):
+        right = lambda e, i: e.answering.shots is not None and e.answering.shots.k == 1 and i % 2 == 0
+        return {e: [(p, "    return 2 * x\n" if right(e, int(p["task_id"][2:])) else "    return x\n")
+                    for p in world.benchmarks[e.benchmark].values()] for e in evaluations}
+
+    monkeypatch.setattr(StudyRunner, "answers", answers)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with LocalSandboxPool(threads=2) as pool:
+        StudyRunner.start(spec, pool, uri).run_prompting(world, seed=0)
+    html = write_report(spec.study, str(tmp_path / "report"), tracking_uri=uri).read_text()
+    return html, benchmarks
+
+
+def test_a_runner_study_held_out_reports_only_the_held_out_problems(tmp_path, monkeypatch):
+    html, benchmarks = _runner_report(tmp_path, monkeypatch, "held_out")
+    main_rows = {row[0]: row[1:] for row in _table(_tables(html), id="main-table")}
+    assert main_rows["condition"] == ["test", "test-selection"]
+    held_out = len(benchmarks["test"])
+    assert held_out == 12 and all(cells[0].endswith(f"n={held_out}") for name, cells in main_rows.items()
+                                  if name in ("base", "icl"))
+    assert "candidate of icl" in main_rows["icl-1shot"][1]
+    assert "test is reported on its 12 other problems only" in html and "selection-aware" not in html
+
+
+def test_a_runner_study_on_test_labels_its_choice_and_tests_it_as_one(tmp_path, monkeypatch):
+    html, _ = _runner_report(tmp_path, monkeypatch, "on_test")
+    comparisons = _comparisons(html)
+    assert set(comparisons) == {"icl"} and comparisons["icl"][1] == "16"
+    assert comparisons["icl"][5] == "selection-aware (best of 2)"
+    assert comparisons["icl"][-1].startswith("selected on the reported problems")

@@ -39,7 +39,7 @@ def test_a_chain_of_thought_answer_is_judged_by_its_code_block():
 def _runner(spec, pool=None) -> StudyRunner:
     """A runner without MLflow, for the decisions that log nothing."""
     return StudyRunner(spec, pool=pool, client=type("Client", (), {"tracking_uri": "sqlite:///x.db"})(),
-                       experiment_id="0", protocol=study_runner.selection_protocol(spec))
+                       experiment_id="0", protocol=study_runner.selection_protocol(spec), isolation="none")
 
 
 def _world(benchmarks: dict, split=None) -> ModelWorld:
@@ -132,7 +132,7 @@ def test_held_out_choices_are_made_on_the_selection_part_and_reported_on_the_res
             ("held_out", "test-selection", "0")
         assert params["chosen_on"] == ("nothing" if condition == "base" else "test-selection")
         assert params["split_part"] == ("selection" if benchmark == "test-selection" else "held_out")
-        assert params["data_content_hash"] == "hash" and "sandbox_isolation" in params
+        assert (params["data_content_hash"], params["sandbox_isolation"]) == ("hash", pool.isolation)
     recorded = json.loads(Path(runner.client.download_artifacts(by_key[("base", "test")].info.run_id,
                                                                 "problem_split.json", str(tmp_path))).read_text())
     assert recorded["held_out_task_ids"] == list(split.held_out) and recorded["selection_seed"] == 0
@@ -155,7 +155,7 @@ def test_held_out_choices_are_made_on_the_selection_part_and_reported_on_the_res
     # A study resumed under another selection protocol is refused rather than mixed.
     with pytest.raises(ValueError, match="another selection protocol"):
         StudyRunner.start(spec.model_copy(update={"selection": spec.selection.model_copy(update={"seed": 1})}),
-                          None, uri)
+                          pool, uri)
 
 
 def test_icl_prompts_use_the_models_chat_template_when_the_study_trains_with_it(tiny_model, tmp_path):
