@@ -4,7 +4,7 @@ metrics, seeds and budgets, loaded from YAML with ``key=value`` overrides.
 A condition is one way of getting answers from a model:
 
 - ``base``: the model as it is, zero-shot;
-- ``icl``: k-shot prompting, with k chosen among ``icl.shots`` on the validation benchmarks;
+- ``icl``: k-shot prompting, with k chosen among ``icl.shots`` on the selection benchmarks;
 - ``finetune``: a Ray Train run per training-set size (``train.method``: LoRA, IA3, prefix, full),
   optionally after a Tune search of its hyperparameters, scored at every checkpoint and then on
   every test benchmark from its best checkpoint.
@@ -31,8 +31,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STUDIES_DIR = PROJECT_ROOT / "configs" / "studies"
 BENCHMARK_FORMATS = ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "multipl_e", "livecodebench", "stdio_jsonl",
                      "reference_jsonl")
-
-
 SELECTION_SUFFIX = "-selection"  # the selection part of a split test benchmark is named <test>-selection
 
 
@@ -74,7 +72,7 @@ class BenchmarkSpec(Strict):
 
 
 class ICLSpec(Strict):
-    """``shots``: the candidates for k; with more than one, each is scored on the validation
+    """``shots``: the candidates for k; with more than one, each is scored on the selection
     benchmarks and the best applied to the test benchmarks. Shots come from the training data."""
 
     shots: list[int] = Field(default_factory=lambda: [0])

@@ -72,6 +72,7 @@ def test_icl_vs_lora_selects_shots_then_scores_lora_and_resumes(small_budget, tm
     scores = {int(validation[f"icl-{k}shot"].data.params["shots"]): validation[f"icl-{k}shot"].data.metrics["pass_at_1"]
               for k in (0, 1, 3)}
     assert int(test["icl"].data.params["shots"]) == max(scores, key=lambda k: (scores[k], -k))
+    assert (test["icl"].data.params["chosen_on"], test["base"].data.params["chosen_on"]) == ("validation", "nothing")
     assert (test["lora"].data.params["max_steps"], test["lora"].data.params["lora_rank"]) == ("2", "16")
     per_problem = json.loads(Path(mlflow.MlflowClient(tracking(tmp_path)).download_artifacts(
         test["base"].info.run_id, "per_problem.json", str(tmp_path))).read_text())
@@ -93,12 +94,24 @@ def test_deep_vs_diverse_scores_every_checkpoint_of_equal_size_subsets(small_bud
                    if "checkpoint_step" in run.data.tags)
     assert steps == [("lora-deep", "2"), ("lora-deep", "4"), ("lora-diverse", "2"), ("lora-diverse", "4")]
     client = mlflow.MlflowClient(tracking(tmp_path))
+    # Checkpoints are chosen on the selection part of the problems; test is reported on the rest.
+    assert {run.data.tags["benchmark"] for run in runs if "checkpoint_step" in run.data.tags} == {"test-selection"}
+    test = by_condition(runs, "test")
+    split = json.loads(Path(client.download_artifacts(test["lora-diverse"].info.run_id, "problem_split.json",
+                                                      str(tmp_path))).read_text())
+    for run in test.values():
+        table = json.loads(Path(client.download_artifacts(run.info.run_id, "per_problem.json",
+                                                          str(tmp_path / run.info.run_id))).read_text())
+        assert [row["task_id"] for row in table] == split["held_out_task_ids"]
+    assert not set(split["held_out_task_ids"]) & set(split["selection_task_ids"])
     training = client.search_runs([runs[0].info.experiment_id], "tags.run_kind = 'training'")
     profiles = json.loads(Path(client.download_artifacts(training[0].info.run_id, "data_profiles.json",
                                                          str(tmp_path))).read_text())
     assert profiles["deep"]["mean_depth"] > profiles["diverse"]["mean_depth"]
     assert profiles["diverse"]["distinct_clusters"] > profiles["deep"]["distinct_clusters"]
-    assert "Checkpoint curves" in report_of("deep_vs_diverse_embedded")
+    report = report_of("deep_vs_diverse_embedded")
+    assert "Checkpoint curves" in report
+    assert f"test is reported on its {len(split['held_out_task_ids'])} other problems only" in report
 
 
 @pytest.mark.study
