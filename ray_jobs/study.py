@@ -4,8 +4,10 @@
     ray job submit --working-dir . -- python -m ray_jobs.study configs/studies/icl_vs_lora.yaml
 
 Every model x seed x condition is evaluated on the spec's test benchmarks and logged to MLflow under
-the experiment named by ``study``; rerunning the same command resumes where it stopped. The report
-(``ray_jobs.report``) goes to ``outputs/reports/<study>/report.html`` and to MLflow.
+the experiment named by ``study``; rerunning the same command resumes where it stopped. Shots,
+search trials and checkpoints are chosen on other problems than those reported (the spec's
+``selection``), unless it says ``selection.mode: on_test``. The report (``ray_jobs.report``) goes
+to ``outputs/reports/<study>/report.html`` and to MLflow.
 """
 
 import argparse
