@@ -17,6 +17,9 @@ import ray
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# This interpreter's own scripts, found whether or not its environment is activated.
+SCRIPTS = Path(sys.executable).parent
+RAY = str(SCRIPTS / "ray")
 # ssh reaches the test's server on its own port through this stdin/stdout-to-TCP relay: Ray's
 # cluster config has no SSH port setting, only a ProxyCommand.
 RELAY = """import os, socket, sys, threading
@@ -105,12 +108,13 @@ def onprem_config(tmp_path: Path, ssh_port: int, key: Path, relay: Path) -> tupl
                       "ssh_proxy_command": f"{sys.executable} {relay} {ssh_port}"}
     [(_, source)] = config["file_mounts"].items()
     config["file_mounts"] = {str(mounted): str(ROOT / source)}
-    config["setup_commands"] = [f"cd {mounted} && python -c 'import ray_jobs, tune.lora_search'"]
+    path = f"export PATH={SCRIPTS}:{os.environ['PATH']}"
+    config["setup_commands"] = [f"{path}; cd {mounted} && python -c 'import ray_jobs, tune.lora_search'"]
 
     def localized(command: str) -> str:
         replaced = (command.replace("--port=6379", f"--port={ports['gcs']} --dashboard-port={ports['dashboard']}")
                     .replace("--port 5000", f"--port {ports['mlflow']}").replace("$HOME", str(remote_home)))
-        return f"export PATH={os.environ['PATH']}; {replaced}"
+        return f"{path}; {replaced}"
 
     config["head_start_ray_commands"] = [localized(command) for command in config["head_start_ray_commands"]]
     started = " ".join(config["head_start_ray_commands"])
@@ -139,12 +143,12 @@ def onprem_cluster(ssh_server, tmp_path):
     config, ports = onprem_config(tmp_path, *ssh_server)
     config_path = tmp_path / "cluster.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    up = subprocess.run(["ray", "up", "-y", "--no-config-cache", str(config_path)], capture_output=True,
+    up = subprocess.run([RAY, "up", "-y", "--no-config-cache", str(config_path)], capture_output=True,
                         text=True, timeout=600)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         yield OnpremCluster(f"http://127.0.0.1:{ports['dashboard']}", ports["mlflow"])
     finally:
-        down = subprocess.run(["ray", "down", "-y", str(config_path)], capture_output=True, text=True, timeout=300)
+        down = subprocess.run([RAY, "down", "-y", str(config_path)], capture_output=True, text=True, timeout=300)
         subprocess.run(["pkill", "-f", f"mlflow server --host 0.0.0.0 --port {ports['mlflow']}"])
     assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
