@@ -2,6 +2,9 @@
 
     python -m ray_jobs.report EXPERIMENT [--tracking-uri URI] [--out DIR] [--reference CONDITION]
 
+(An experiment holding a LoRA search, ``tune/lora_search.py``, and no study evaluations gets the
+search's report instead: ``ray_jobs.search_report``.)
+
 Reads the evaluation runs the study runner logged (tag ``run_kind=evaluation``, tags ``condition``,
 ``benchmark``, ``model``, optional ``checkpoint_step`` and ``candidate_of``; each with a
 ``per_problem.json`` artifact), and writes DIR/report.html (default
@@ -828,8 +831,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # else one bar per run downloaded
     out_dir = args.out or str(DEFAULT_OUT_ROOT / args.experiment)
+    # Imported here: the search report builds on this module's helpers.
+    from ray_jobs.search_report import is_search, write_search_report
+
+    client = mlflow.MlflowClient(resolve_tracking_uri(args.tracking_uri))
     try:
-        path = write_report(args.experiment, out_dir, tracking_uri=args.tracking_uri, reference=args.reference)
+        experiment_id = find_experiment_id(client, args.experiment)
+        if not search_evaluation_runs(client, experiment_id) and is_search(client, experiment_id):
+            path = write_search_report(client, args.experiment, out_dir)
+        else:
+            path = write_report(args.experiment, out_dir, tracking_uri=args.tracking_uri, reference=args.reference)
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

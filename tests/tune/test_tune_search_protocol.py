@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from ray_jobs.report import main as report_main
 from train.config import PROJECT_ROOT
 from tune.lora_search import main
 
@@ -69,6 +70,13 @@ def test_real_model_path_chooses_on_selection_problems_and_reports_held_out_ones
     best = json.loads(Path(client.download_artifacts(trial.info.run_id, "best_checkpoint/per_problem.json",
                                                      str(tmp_path))).read_text())
     assert sorted(row["task_id"] for row in best) == sorted(split["selection_task_ids"])
+
+    assert report_main(["lora_search", "--tracking-uri", uri, "--out", str(tmp_path / "report")]) == 0
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert f'<strong id="verdict">{comparison.verdict}</strong>' in html
+    assert "12 held-out problems" in html and "4 selection problems" in html
+    assert html.count("<tr><th>run_trial_") == 1 and 'alt="trial curves"' in html
+    assert f"{comparison.paired.mean_b:.3f} [{comparison.chosen_ci[0]:.3f}, {comparison.chosen_ci[1]:.3f}]" in html
 
 
 def test_ctrl_c_leaves_no_false_answer_and_the_search_resumes_with_one_run_per_trial(tiny_study, ray_cluster,
