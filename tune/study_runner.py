@@ -307,9 +307,11 @@ class StudyRunner:
 
     def log_checkpoint_evaluation(self, world: ModelWorld, run: "FinetuneRun", seed: int,
                                   checkpoint: ray.train.Checkpoint, metrics: dict) -> None:
+        if "pass_at_1" not in metrics:  # checkpoints chosen by validation loss were not scored on problems
+            return
         step, benchmark = int(metrics["step"]), self.checkpoint_benchmark
         key = evaluation_key(world.name, run.name, benchmark, seed, step)
-        if key in self.finished or "pass_at_1" not in metrics:
+        if key in self.finished:
             return
         with checkpoint.as_directory() as directory:
             table = json.loads((Path(directory) / PER_PROBLEM).read_text())

@@ -84,6 +84,16 @@ def test_a_search_chooses_on_the_test_problems_only_when_the_spec_says_so(tmp_pa
     assert (searched[0].benchmark.selection, searched[0].benchmark.validation_problems) == ("on_test", None)
 
 
+def test_checkpoints_chosen_by_validation_loss_log_no_evaluation():
+    spec = load_study_spec(STUDIES_DIR / "methods_embedded.yaml")  # chooses nothing by pass@1
+    lora = next(condition for condition in spec.conditions if condition.name == "lora")
+    run = study_runner.FinetuneRun(lora, "lora", spec.condition_train_config(lora, "model/dir"), None, {})
+    runner = _runner(spec)
+    runner.log_checkpoint_evaluation(_world({"test": {"t/0": PROBLEM}}), run, 0, checkpoint=None,
+                                     metrics={"step": 60, "validation_loss": 1.2})
+    assert runner.finished == {}
+
+
 def _problems_file(path: Path, count: int) -> Path:
     """``count`` problems of two families: ``double`` variants a right answer passes."""
     rows = [{**PROBLEM, "task_id": f"t/{i}", "family": ("add", "mul")[i % 2]} for i in range(count)]
