@@ -40,9 +40,10 @@ class HeldOutComparison:
         paired = self.paired
         low, high = paired.ci
         test = "selection-aware sign-flip (one-sided)" if self.selection_aware else paired.test
-        lines = [f"Reported on {paired.n_problems} problems; the checkpoint was chosen on {self.selected_on}.",
-                 f"  base model          pass_at_1 = {paired.mean_a:.3f}  95% CI [{self.base_ci[0]:.3f}, {self.base_ci[1]:.3f}]",
-                 f"  {self.chosen:<19} pass_at_1 = {paired.mean_b:.3f}  95% CI [{self.chosen_ci[0]:.3f}, {self.chosen_ci[1]:.3f}]",
+        lines = [f"Reported on {paired.n_problems} problems; the checkpoint ({self.chosen}) was chosen on "
+                 f"{self.selected_on}.",
+                 f"  base model         pass_at_1 = {paired.mean_a:.3f}  95% CI [{self.base_ci[0]:.3f}, {self.base_ci[1]:.3f}]",
+                 f"  chosen checkpoint  pass_at_1 = {paired.mean_b:.3f}  95% CI [{self.chosen_ci[0]:.3f}, {self.chosen_ci[1]:.3f}]",
                  f"  difference {paired.difference:+.3f}  95% CI [{low:+.3f}, {high:+.3f}]  {test} p = {self.p_value:.3g}",
                  f"  smallest difference these problems could detect: {paired.minimum_detectable_difference:.3f}",
                  f"  verdict: {self.verdict}"]
