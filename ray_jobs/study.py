@@ -19,6 +19,7 @@ from eval.jail import JailSettings
 from eval.ray_pool import SandboxPool
 from eval.sandbox import SandboxLimits
 from ray_jobs.report import write_report
+from tune.lora_search import SearchInterrupted
 from tune.study_runner import StudyRunner
 from tune.study_spec import load_study_spec
 from tune.tracking import tracking_uri
@@ -39,7 +40,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     pool = SandboxPool(spec.sandbox.workers, SandboxLimits(timeout_s=spec.sandbox.timeout_s),
                        num_cpus_per_worker=spec.sandbox.cpus_per_worker,
                        settings=JailSettings(isolation=spec.sandbox.isolation))
-    scores = StudyRunner.start(spec, pool, uri).run()
+    runner = StudyRunner.start(spec, pool, uri)
+    try:
+        scores = runner.run()
+    except (KeyboardInterrupt, SearchInterrupted):
+        print(f"The study was interrupted: {len(runner.finished)} evaluation(s) finished and are kept in MLflow, "
+              "and no report was written. Run the same command again to resume (finished evaluations are not "
+              "run again, a training run continues from its latest checkpoint).", file=sys.stderr)
+        sys.exit(130)  # the shell's code for a run stopped by Ctrl-C
     for key, pass_at_1 in sorted(scores.items()):
         print(f"{key:<70} pass@1 {pass_at_1:.3f}")
     if not args.no_report:

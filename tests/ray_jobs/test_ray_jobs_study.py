@@ -170,3 +170,21 @@ def test_dataset_size_sweep_is_scored_by_tests_a_judge_and_codebertscore(small_b
         test["base"].info.run_id, "judge_records.json", str(tmp_path))).read_text())
     assert records[0]["messages"] and records[0]["answer"].startswith("VERDICT:")
     assert "pass@1 against train_size" in report_of("dataset_size_embedded")
+
+
+def test_an_interrupted_study_says_so_and_how_to_resume(monkeypatch, capsys):
+    class InterruptedRunner:
+        finished = {"tiny-llama/base/test/seed=0": 0.25}
+
+        def run(self):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(study.ray, "init", lambda **kwargs: None)
+    monkeypatch.setattr(study, "SandboxPool", lambda *args, **kwargs: None)
+    monkeypatch.setattr(study.StudyRunner, "start", lambda *args: InterruptedRunner())
+    with pytest.raises(SystemExit) as exit_:
+        study.main([str(STUDIES_DIR / "methods_embedded.yaml")])
+    assert exit_.value.code == 130
+    message = capsys.readouterr().err
+    assert "The study was interrupted: 1 evaluation(s) finished" in message and "no report was written" in message
+    assert "Run the same command again to resume" in message
