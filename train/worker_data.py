@@ -18,8 +18,8 @@ Rows = dict[str, np.ndarray]
 
 
 def worker_rows(dataset, rank: int, world_size: int, seed: int) -> Rows:
-    """This worker's share of ``dataset`` (a Ray Data dataset or iterator of its batches), sorted
-    by each row's seeded content key."""
+    """This worker's share of ``dataset`` (a Ray Data dataset, or the ``DataIterator`` a Ray Train
+    worker gets), sorted by each row's seeded content key."""
     kept: list[Rows] = []
     keys: list[np.ndarray] = []
     for batch in dataset.iter_batches(batch_format="numpy"):

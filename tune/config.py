@@ -44,6 +44,9 @@ class BenchmarkConfig(Strict):
     selection_fraction: float = Field(0.25, gt=0, lt=1)
     selection_seed: int = 0
     limit: PositiveInt | None = None  # only the first N problems of ``problems`` (a quick dry run)
+    prompt_style: Literal["instruct", "completion"] = "instruct"
+    max_new_tokens: PositiveInt = 64
+    generation_batch_size: PositiveInt = 32
 
     @model_validator(mode="after")
     def _one_selection_source(self) -> "BenchmarkConfig":
@@ -51,9 +54,6 @@ class BenchmarkConfig(Strict):
             raise ValueError("selection='on_test' chooses on the reported problems: set validation_problems=null, "
                              "or selection='held_out' to choose on validation_problems")
         return self
-    prompt_style: Literal["instruct", "completion"] = "instruct"
-    max_new_tokens: PositiveInt = 64
-    generation_batch_size: PositiveInt = 32
 
 
 class SandboxConfig(Strict):

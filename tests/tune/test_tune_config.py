@@ -52,3 +52,13 @@ def test_overrides_reach_into_lists_by_index():
     assert raw["conditions"] == [{"name": "zero-shot"}, {"name": "lora", "finetune": {"final_max_steps": 4}}]
     with pytest.raises(ConfigError, match="'2' is not an index of a list of 2 items"):
         apply_overrides(raw, ["conditions.2.name=x"])
+
+
+def test_selection_protocol_is_checked():
+    assert load_config(DEFAULT_CONFIG).benchmark.selection == "held_out"
+    with pytest.raises(ConfigError, match=r"benchmark.selection: Input should be 'held_out' or 'on_test'"):
+        load_config(DEFAULT_CONFIG, ["benchmark.selection=best"])
+    with pytest.raises(ConfigError, match="selection='on_test' chooses on the reported problems"):
+        load_config(DEFAULT_CONFIG, ["benchmark.selection=on_test", "benchmark.validation_problems=v.jsonl"])
+    with pytest.raises(ConfigError, match="benchmark.selection_fraction"):
+        load_config(DEFAULT_CONFIG, ["benchmark.selection_fraction=1.0"])
