@@ -137,8 +137,8 @@ def test_zero3_full_run_survives_a_killed_worker_and_ends_at_max_steps(tokenized
 
 
 def test_same_seed_same_losses_whatever_the_block_layout(tokenized, tiny_model, tmp_path):
-    """Two runs with one seed report identical losses, and so does a third whose datasets hold the
-    same rows cut into other blocks: what each worker trains on follows from the seed and the rows."""
+    """Two runs with one seed, the second on the same rows cut into other blocks, report identical
+    losses: what each worker trains on follows from the seed and the rows, not from the layout."""
     config = TrainConfig(model=tiny_model, max_steps=4, eval_every_steps=2, batch_size_per_worker=4,
                          learning_rate=1e-2, num_workers=2)
     relaid = {name: dataset.repartition(7).materialize() for name, dataset in tokenized.items()}
@@ -151,5 +151,4 @@ def test_same_seed_same_losses_whatever_the_block_layout(tokenized, tiny_model, 
 
     first = losses(tokenized, "first")
     assert [step for step, _, _ in first] == [2, 4]
-    assert losses(tokenized, "again") == first
     assert losses(relaid, "relaid") == first

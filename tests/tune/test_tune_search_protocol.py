@@ -2,6 +2,7 @@
 real-model path on a local model directory and published file layouts, and Ctrl-C then resume."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -11,10 +12,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import ray
 
 from ray_jobs.report import main as report_main
 from train.config import PROJECT_ROOT
+from tune.config import DEFAULT_CONFIG, load_config
 from tune.lora_search import main
+from tune.study_inputs import prepare_study_inputs
 
 pytestmark = pytest.mark.slow
 
@@ -83,8 +87,11 @@ def test_ctrl_c_leaves_no_false_answer_and_the_search_resumes_with_one_run_per_t
                                                                                      tmp_path, capsys):
     study = [*tiny_study, "benchmark.selection=on_test"]
     storage, uri = Path(overrides_value(study, "storage_path")), overrides_value(study, "mlflow_tracking_uri")
+    prepare_study_inputs(load_config(DEFAULT_CONFIG, study))  # cached: the search below starts training at once
+    # The search joins the session's Ray instance, as a second driver, rather than starting its own.
+    environment = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     search = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "tune" / "lora_search.py"), *study],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not any(storage.glob("lora_search-*/checkpoint_*")):
         assert search.poll() is None, f"the search ended before its first checkpoint:\n{search.communicate()[1]}"
