@@ -832,13 +832,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # else one bar per run downloaded
     out_dir = args.out or str(DEFAULT_OUT_ROOT / args.experiment)
     # Imported here: the search report builds on this module's helpers.
-    from ray_jobs.search_report import is_search, write_search_report
+    from ray_jobs.search_report import latest_search, write_search_report
 
     client = mlflow.MlflowClient(resolve_tracking_uri(args.tracking_uri))
     try:
         experiment_id = find_experiment_id(client, args.experiment)
-        if not search_evaluation_runs(client, experiment_id) and is_search(client, experiment_id):
-            path = write_search_report(client, args.experiment, out_dir)
+        search = None if search_evaluation_runs(client, experiment_id) else latest_search(client, experiment_id)
+        if search is not None:
+            path = write_search_report(client, args.experiment, search, out_dir)
         else:
             path = write_report(args.experiment, out_dir, tracking_uri=args.tracking_uri, reference=args.reference)
     except ReportError as error:

@@ -17,8 +17,9 @@ import jinja2
 import mlflow
 from matplotlib.figure import Figure
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 
-from ray_jobs.report import REPORT_FILE, ReportError, png_base64
+from ray_jobs.report import REPORT_FILE, png_base64
 
 HYPERPARAMETERS = ("lora_rank", "lora_alpha", "learning_rate", "train_size")
 # The held-out comparison's metrics on the parent run, as labelled in the report.
@@ -36,24 +37,16 @@ class Search:
     split: dict | None
 
 
-def is_search(client: mlflow.MlflowClient, experiment_id: str) -> bool:
-    """A search's parent run records its selection protocol; a study's runs do not have one."""
-    return bool(search_parents(client, experiment_id))
-
-
-def search_parents(client: mlflow.MlflowClient, experiment_id: str) -> list[Run]:
+def latest_search(client: mlflow.MlflowClient, experiment_id: str) -> Run | None:
+    """The parent run of the experiment's latest LoRA search (it records its selection protocol;
+    a study's runs have no ``selection`` param), or None."""
     runs = client.search_runs([experiment_id], "params.selection != ''", order_by=["attributes.start_time DESC"])
-    return [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    return next((run for run in runs if "mlflow.parentRunId" not in run.data.tags), None)
 
 
-def load_search(client: mlflow.MlflowClient, experiment: str) -> Search:
-    """The latest search in ``experiment`` with its base-model and trial runs."""
-    found = client.get_experiment_by_name(experiment)
-    parents = search_parents(client, found.experiment_id) if found else []
-    if not parents:
-        raise ReportError(f"no LoRA search in MLflow experiment {experiment!r}")
-    parent = parents[0]
-    children = client.search_runs([found.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+def load_search(client: mlflow.MlflowClient, experiment: str, parent: Run) -> Search:
+    """The search whose parent run is ``parent``, with its base-model and trial runs."""
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     base = next((run for run in children if run.data.tags.get("condition") == "base"), None)
     trials = sorted((run for run in children if run.data.tags.get("condition") == "lora"),
                     key=lambda run: run.data.tags.get("trial_name", run.info.run_name))
@@ -67,7 +60,7 @@ def problem_split(client: mlflow.MlflowClient, run_id: str) -> dict | None:
     with tempfile.TemporaryDirectory() as directory:
         try:
             return json.loads(Path(client.download_artifacts(run_id, "problem_split.json", directory)).read_text())
-        except (OSError, mlflow.exceptions.MlflowException):
+        except (OSError, MlflowException):
             return None
 
 
@@ -188,9 +181,9 @@ def render_search_report(search: Search) -> str:
         trials=trial_rows(search), hyperparameters=HYPERPARAMETERS, figure=png_base64(figure) if figure else None)
 
 
-def write_search_report(client: mlflow.MlflowClient, experiment: str, out_dir: str) -> Path:
-    """Writes ``out_dir/report.html`` and logs it to the search's parent run."""
-    search = load_search(client, experiment)
+def write_search_report(client: mlflow.MlflowClient, experiment: str, parent: Run, out_dir: str) -> Path:
+    """Writes ``out_dir/report.html`` for the search whose parent run is ``parent``, and logs it there."""
+    search = load_search(client, experiment, parent)
     path = Path(out_dir) / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_search_report(search), encoding="utf-8")
